@@ -1,0 +1,1 @@
+"""Fixtures for the running Gradio app (owned by the browser tests)."""
