@@ -103,7 +103,11 @@ def _keep_stored_sources(paper: Paper, old: Document | None) -> Paper:
     """A paper stored earlier from other files that still exist keeps those files as sources."""
     if old is None:
         return paper
-    others = [s for s in old.metadata.get("sources") or [] if s not in paper.sources and Path(PROJECT_ROOT, s).exists()]
+    others = [
+        s
+        for s in old.metadata.get("sources") or []
+        if s not in paper.sources and Path(PROJECT_ROOT, s).exists()
+    ]
     return paper.model_copy(update={"sources": paper.sources + others}) if others else paper
 
 
@@ -118,7 +122,11 @@ class _Positions(TransformComponent):
             for i, node in enumerate(chunks):
                 node.metadata["position"] = i
                 node.metadata["n_chunks"] = len(chunks)
-                node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, "position", "n_chunks"]
+                node.excluded_embed_metadata_keys = [
+                    *node.excluded_embed_metadata_keys,
+                    "position",
+                    "n_chunks",
+                ]
                 node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, "position", "n_chunks"]
         return nodes
 
@@ -146,7 +154,9 @@ class Indexer:
             try:
                 return SimpleDocumentStore.from_persist_path(str(self.docstore_path))
             except ValueError as err:
-                log.warning("docstore %s unreadable (%s); rebuilding it from the store", self.docstore_path, err)
+                log.warning(
+                    "docstore %s unreadable (%s); rebuilding it from the store", self.docstore_path, err
+                )
         return SimpleDocumentStore()
 
     def _save_docstore(self, docstore: SimpleDocumentStore) -> None:
@@ -296,7 +306,12 @@ class Indexer:
                 return current
         ids, docs, metas = self._all_chunks(col)
         chunks = [
-            ChunkMeta(id=i, paper_id=m["paper_id"], date_num=int(m.get("date_num") or 0), sources=list(m.get("source_names") or []))
+            ChunkMeta(
+                id=i,
+                paper_id=m["paper_id"],
+                date_num=int(m.get("date_num") or 0),
+                sources=list(m.get("source_names") or []),
+            )
             for i, m in zip(ids, metas, strict=True)
         ]
         texts = [f"{m['title']}\n{d}" for d, m in zip(docs, metas, strict=True)]
@@ -304,4 +319,3 @@ class Indexer:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         index.save(self.lexical_dir)
         return index
-

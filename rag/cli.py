@@ -32,7 +32,9 @@ T = TypeVar("T")
 
 
 @app.callback()
-def main(verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging.")] = 0) -> None:
+def main(
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More logging.")] = 0,
+) -> None:
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "chromadb", "bm25s", "sentence_transformers", "urllib3"):
@@ -57,8 +59,12 @@ def print_json(model: BaseModel | dict[str, Any]) -> None:
 def progress_bar(enabled: bool = True) -> Iterator[Callable[[int, int, str], None]]:
     """A rich progress bar fed by the library's (done, total, label) callback."""
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, disable=not enabled,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not enabled,
     )
     task = bar.add_task("papers", total=None)
     with bar:
@@ -67,7 +73,9 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[int, int, str], Non
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders: page dumps, JSONL, CSV, arXiv snapshots.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or folders: page dumps, JSONL, CSV, arXiv snapshots.")
+    ],
     prune: Annotated[bool, typer.Option(help="Remove papers whose source is gone.")] = False,
     rebuild: Annotated[bool, typer.Option(help="Drop the index and build it again.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
@@ -111,7 +119,9 @@ def highlight(text: str, query: str) -> str:
     safe = escape(text)
     if not words:
         return safe
-    return re.sub(rf"\b({'|'.join(words)})\w*", r"[bold yellow]\g<0>[/bold yellow]", safe, flags=re.IGNORECASE)
+    return re.sub(
+        rf"\b({'|'.join(words)})\w*", r"[bold yellow]\g<0>[/bold yellow]", safe, flags=re.IGNORECASE
+    )
 
 
 @app.command()
@@ -131,7 +141,9 @@ def find(
     if not result.papers:
         out.print("No matching papers.")
     for rank, hit in enumerate(result.papers, start=1):
-        out.print(f"[bold]{rank}. {escape(hit.paper.title)}[/bold]  [dim]{hit.paper.date or 'undated'} · {hit.score:.4f}[/dim]")
+        out.print(
+            f"[bold]{rank}. {escape(hit.paper.title)}[/bold]  [dim]{hit.paper.date or 'undated'} · {hit.score:.4f}[/dim]"
+        )
         out.print(f"   {highlight(hit.why, query)}")
 
 
@@ -167,6 +179,55 @@ def render_answer(answer: Answer) -> None:
         for s in answer.sources:
             out.print(f"[{s.n}] {escape(s.title)} [dim]({s.date or 'undated'})[/dim]")
     out.print(f"\n[dim]answered by {answer.backend}[/dim]")
+
+
+def _history(path: Path | None) -> list[dict[str, str]]:
+    """A conversation file: a JSON list of {"role", "content"} messages."""
+    if path is None:
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RagError(f"{path}: cannot read the history ({e})") from e
+    if not isinstance(data, list) or not all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in data
+    ):
+        raise RagError(f'{path}: history must be a JSON list of {{"role", "content"}} objects')
+    return data
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    history: Annotated[Path | None, typer.Option(help="JSON file with the conversation so far.")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="Earliest date, YYYY[-MM[-DD]].")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Latest date, YYYY[-MM[-DD]].")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Answer a question from the indexed abstracts, every sentence cited."""
+    answer = run(
+        lambda: Library().ask(question, history=_history(history), date_from=date_from, date_to=date_to)
+    )
+    if as_json:
+        print_json(answer)
+    else:
+        render_answer(answer)
+
+
+@app.command()
+def summarize(
+    topic: Annotated[str | None, typer.Argument(help="The topic to summarise.")] = None,
+    papers: Annotated[list[str] | None, typer.Option("--papers", help="Paper ids to summarise.")] = None,
+    date_from: Annotated[str | None, typer.Option("--from")] = None,
+    date_to: Annotated[str | None, typer.Option("--to")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A cited summary of a topic or of chosen papers."""
+    answer = run(lambda: Library().summarize(topic, paper_ids=papers, date_from=date_from, date_to=date_to))
+    if as_json:
+        print_json(answer)
+    else:
+        render_answer(answer)
 
 
 if __name__ == "__main__":

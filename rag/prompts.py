@@ -6,14 +6,14 @@ JSON examples never need escaping.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from string import Template
 
 from rag.config import PROMPTS_DIR
 from rag.errors import RagError
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> Template:
     path = PROMPTS_DIR / f"{name}.md"
     try:

@@ -167,7 +167,10 @@ class Retriever:
             rankings.append((_papers_in_order(lexical), self.settings.weight_lexical))
         paper_scores = rrf(rankings, self.settings.rrf_k)
         chunk_scores = rrf(
-            [([h.id for h in dense], self.settings.weight_dense), ([h.id for h in lexical], self.settings.weight_lexical)],
+            [
+                ([h.id for h in dense], self.settings.weight_dense),
+                ([h.id for h in lexical], self.settings.weight_lexical),
+            ],
             self.settings.rrf_k,
         )
         top = sorted(paper_scores, key=lambda p: -paper_scores[p])[:k]
@@ -185,14 +188,21 @@ class Retriever:
         rows: dict[str, Any],
     ) -> list[PaperHit]:
         evidence: dict[str, list[str]] = {p: [] for p in top}
-        for cid in sorted({h.id: h for h in chunk_hits if h.paper_id in evidence}, key=lambda c: -chunk_scores[c]):
+        for cid in sorted(
+            {h.id: h for h in chunk_hits if h.paper_id in evidence}, key=lambda c: -chunk_scores[c]
+        ):
             pid = cid.rsplit(":", 1)[0]
             if len(evidence[pid]) < self.settings.evidence_per_paper:
                 evidence[pid].append(cid)
         missing = [c for ids in evidence.values() for c in ids if c not in rows]
         if missing:
             got = self.col.get(ids=missing, include=["documents", "metadatas"])
-            rows.update({cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)})
+            rows.update(
+                {
+                    cid: (doc, meta)
+                    for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+                }
+            )
         out = []
         for pid in top:
             chunks = [

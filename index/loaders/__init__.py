@@ -44,7 +44,9 @@ def _text_lines(path: Path) -> Iterator[str]:
             try:
                 pending += decoder.decode(chunk)
             except UnicodeDecodeError as err:
-                raise LoaderError(path, "not UTF-8 text (binary or another encoding)", line_no + pending.count("\n")) from err
+                raise LoaderError(
+                    path, "not UTF-8 text (binary or another encoding)", line_no + pending.count("\n")
+                ) from err
             *complete, pending = pending.split("\n")
             for line in complete:
                 yield line + "\n"
@@ -67,7 +69,9 @@ def _sniff(path: Path) -> str:
     if head.startswith("{"):
         return "jsonl"
     if head.startswith("["):
-        raise LoaderError(path, "a JSON array is not a supported corpus format; use JSON lines (one object a line)")
+        raise LoaderError(
+            path, "a JSON array is not a supported corpus format; use JSON lines (one object a line)"
+        )
     header = next(csv.reader(io.StringIO(first_line)), [])
     if {"title", "abstract"} & {h.strip().casefold() for h in header} and len(header) > 1:
         return "csv"
@@ -96,7 +100,9 @@ def expand(paths: Iterable[Path | str]) -> tuple[list[Path], list[str]]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in CORPUS_SUFFIXES))
+            files.extend(
+                sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in CORPUS_SUFFIXES)
+            )
         elif p.is_file():
             files.append(p)
         else:

@@ -27,7 +27,7 @@ CHROME = {
     "get trending papers in your email inbox!",
     "get trending papers in your email inbox once a day!",
 }
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 DATE = re.compile(rf"^({'|'.join(MONTHS)}) (\d{{1,2}})(?:, (\d{{4}}))?(?: (\d+))?$")
 AUTHORS = re.compile(r"^•\s*(\d+) authors?$")
 SEPARATOR = "·"

@@ -79,7 +79,9 @@ def _collect(path: Path, rows: Iterable[tuple[int, dict[str, Any]]], problems: l
     return papers
 
 
-def _json_lines(path: Path, lines: Iterable[str], problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+def _json_lines(
+    path: Path, lines: Iterable[str], problems: list[str]
+) -> Iterator[tuple[int, dict[str, Any]]]:
     for n, text in enumerate(lines, start=1):
         if not text.strip():
             continue
