@@ -41,6 +41,9 @@ UNCITED_CLAIM_WORDS = 6
 #: A follow-up this short is read together with the previous question when no LLM can rewrite it.
 SHORT_FOLLOW_UP_WORDS = 12
 SNIPPET_CHARS = 320
+#: A found paper enters a summary when its best sentence is this close to the best paper's.
+SUMMARY_SPREAD = 0.2
+SUMMARY_SENTENCES_PER_PAPER = 2
 
 
 @dataclass
@@ -153,12 +156,15 @@ class Answerer:
                 return self._finish(label, text, hits, self.llm.name, timings, t0)
             except LLMError as err:
                 notice = f"{err}; showing the extractive summary instead"
-        per_paper = 2
         chosen: list[_Candidate] = []
+        best_overall = float(sims.max())
         for i in range(len(hits)):
-            mine = [j for j, c in enumerate(candidates) if c.paper == i]
-            best = sorted(mine, key=lambda j: -sims[j])[:per_paper]
-            chosen.extend(candidates[j] for j in sorted(best))
+            mine = sorted((j for j, c in enumerate(candidates) if c.paper == i), key=lambda j: -sims[j])
+            # Chosen papers are all summarised; found ones only when they are about the topic.
+            if mine and (
+                paper_ids or sims[mine[0]] >= max(self.settings.abstain_below, best_overall - SUMMARY_SPREAD)
+            ):
+                chosen.extend(candidates[j] for j in sorted(mine[:SUMMARY_SENTENCES_PER_PAPER]))
         answer = self._compose(label, chosen, hits, EXTRACTIVE, timings, t0, papers_per_paragraph=2)
         answer.notice = notice
         return answer
@@ -250,15 +256,15 @@ class Answerer:
         sources = self._sources(hits, mapping, snippets)
         out = [Sentence(text=p.text, citations=p.citations, supported=True) for p in parsed]
         paragraphs: list[list[str]] = []
-        last_paper = None
+        papers_seen: list[int] = []
         for c, p in zip(picked, parsed, strict=True):
-            new_paragraph = (
-                papers_per_paragraph and c.paper != last_paper and (c.paper % papers_per_paragraph == 0)
-            )
-            if not paragraphs or new_paragraph:
+            if c.paper not in papers_seen:
+                papers_seen.append(c.paper)
+                if papers_per_paragraph and (len(papers_seen) - 1) % papers_per_paragraph == 0:
+                    paragraphs.append([])
+            if not paragraphs:
                 paragraphs.append([])
             paragraphs[-1].append(with_markers(p.text, p.citations))
-            last_paper = c.paper
         text = "\n\n".join(" ".join(par) for par in paragraphs)
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return Answer(

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         0.7, ge=0, le=1, description="Relevance vs diversity in extractive sentence selection."
     )
     abstain_below: float = Field(
-        0.40,
+        0.45,
         description="Abstain when the best source sentence's cosine similarity to the question is below this.",
     )
     drop_unsupported: bool = Field(False, description="Remove sentences no cited source supports.")

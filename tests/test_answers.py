@@ -1,0 +1,105 @@
+"""Extractive answers, abstention, verification and summaries on the real index."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from rag.config import PROJECT_ROOT
+from rag.judge import LexicalJudge
+from rag.retrieve import Filters
+
+
+def test_extractive_answer_cites_retrieved_papers_only(corpus_lib) -> None:
+    question = "How can linear attention match the quality of softmax attention?"
+    answer = corpus_lib.ask(question)
+    assert answer.backend == "extractive" and not answer.abstained
+    retrieved = {h.paper.id for h in corpus_lib.find(question, k=corpus_lib.settings.answer_papers).papers}
+    numbers = {s.n for s in answer.sources}
+    assert numbers == set(range(1, len(answer.sources) + 1))
+    assert {s.paper_id for s in answer.sources} <= retrieved
+    assert answer.sentences and all(s.citations and set(s.citations) <= numbers for s in answer.sentences)
+    for sentence in answer.sentences:  # quoted, so each sentence is in its cited source's abstract
+        assert sentence.supported is True
+    assert "[1]" in answer.answer
+    assert any("Hedgehog" in s.title for s in answer.sources)
+
+
+def test_off_topic_question_abstains_and_lists_nearest_papers(corpus_lib) -> None:
+    answer = corpus_lib.ask("How do I change a flat bicycle tyre?")
+    assert answer.abstained
+    assert "do not cover" in answer.answer
+    assert answer.sources and all(not s.citations for s in answer.sentences)
+
+
+def test_judge_catches_an_altered_claim(corpus_lib) -> None:
+    judge = LexicalJudge(corpus_lib.embedder)
+    hit = corpus_lib.find("semi-supervised audio classification MixMatch error rate", k=1).papers[0]
+    source = " ".join(c.text for c in hit.chunks)
+    true_claim = "On UBS8K and GSC, MixMatch achieved 18.02% and 3.25% error rate respectively."
+    altered = "On UBS8K and GSC, MixMatch achieved 11.02% and 3.25% error rate respectively."
+    assert judge.supports(true_claim, [source]).supported
+    assert not judge.supports(altered, [source]).supported
+    other_paper = "Galactic achieves over 421,000 steps-per-second on an 8-GPU node."
+    assert not judge.supports(other_paper, [source]).supported
+
+
+def test_unsupported_llm_style_sentence_is_marked(corpus_lib) -> None:
+    """The verification step (used for LLM drafts) marks a cited sentence its source does not support."""
+    from rag.answer import Answerer
+
+    answerer = Answerer(corpus_lib)
+    hits, _ = corpus_lib.retriever().search("Hedgehog linear attention", 2, Filters())
+    draft = (
+        "Hedgehog is a learnable linear attention that mimics softmax attention [1]. "
+        "Hedgehog was trained on 4,000 GPUs for ten years of protein folding [1]. "
+        "Linear attention is a widely studied topic in many fields of machine learning research."
+    )
+    answer = answerer._finish("q", draft, hits, "llm:test", {}, 0.0)
+    assert [s.supported for s in answer.sentences] == [True, False, False]
+    assert answer.invalid_citations == 0
+
+
+def test_summary_of_a_topic_and_of_chosen_papers(corpus_lib) -> None:
+    summary = corpus_lib.summarize("sharpness-aware minimization")
+    assert not summary.abstained and len(summary.sources) >= 2
+    assert all(s.citations for s in summary.sentences)
+    assert "\n\n" in summary.answer  # paragraphs
+    ids = [s.paper_id for s in summary.sources[:2]]
+    chosen = corpus_lib.summarize(paper_ids=ids)
+    assert {s.paper_id for s in chosen.sources} == set(ids)
+
+
+def test_follow_up_uses_the_conversation(corpus_lib) -> None:
+    history = [
+        {"role": "user", "content": "What is sharpness-aware minimization?"},
+        {"role": "assistant", "content": "SAM seeks flat minima [1]."},
+    ]
+    answer = corpus_lib.ask("Does it work under class imbalance?", history=history)
+    assert any("ImbSAM" in s.title for s in answer.sources)
+
+
+def test_ask_json_shape(corpus_lib) -> None:
+    env = {**os.environ, "RAG_DATA_DIR": str(corpus_lib.settings.data_dir)}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rag.cli",
+            "ask",
+            "What is GLEE, the object-level foundation model?",
+            "--json",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert {"question", "answer", "backend", "abstained", "sources", "sentences", "timings"} <= set(data)
+    assert set(data["sources"][0]) == {"n", "paper_id", "title", "date", "snippet"}
+    assert set(data["sentences"][0]) == {"text", "citations", "supported"}
