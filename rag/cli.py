@@ -81,7 +81,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Add papers to the index (only new or changed ones are embedded)."""
-    lib = Library()
+    lib = run(Library)
     with progress_bar(enabled=not as_json) as bar:
         report = run(lambda: lib.ingest(paths, prune=prune, rebuild=rebuild, progress=bar))
     if as_json:
@@ -229,6 +229,10 @@ def summarize(
     else:
         render_answer(answer)
 
+
+from evals.cli import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
 
 if __name__ == "__main__":
     app()

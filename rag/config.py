@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="forbid",
         populate_by_name=True,
+        # Unknown RAG_* keys in .env are typos (an error); other keys belong to other tools.
+        dotenv_filtering="match_prefix",
     )
 
     # --- storage -------------------------------------------------------------------
@@ -60,8 +63,10 @@ class Settings(BaseSettings):
     weight_dense: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     weight_lexical: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
     evidence_per_paper: int = Field(2, ge=1, description="Best chunks kept per paper as evidence.")
-    reranker: str = Field(
-        "none", description="Reranking stage after fusion; only 'none' ships (no offline cross-encoder)."
+    reranker: Literal["none"] = Field(
+        "none",
+        description="Reranking stage after fusion. Only 'none' ships: no cross-encoder comes inside a PyPI "
+        "package for offline use; `rag.retrieve.RERANKERS` is the seam where one would plug in.",
     )
 
     # --- language model (any OpenAI-compatible endpoint) ----------------------------
@@ -112,3 +117,20 @@ class Settings(BaseSettings):
         """Short hash of every setting that changes results, recorded with answers and eval runs."""
         data = self.model_dump(mode="json", exclude={"llm_api_key", "data_dir", "host", "port"})
         return hashlib.md5(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from arguments, environment and .env; a bad value is one clear RagError line."""
+    from pydantic import ValidationError
+
+    from rag.errors import RagError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
+        )
+        raise RagError(
+            f"invalid settings (RAG_* environment variables, .env or arguments): {problems}"
+        ) from None

@@ -17,7 +17,7 @@ from typing import Any
 from index import store
 from index.embedding import Embedder
 from index.ingest import Indexer, Progress
-from rag.config import BUNDLED_CORPUS, Settings
+from rag.config import BUNDLED_CORPUS, Settings, load_settings
 from rag.errors import RagError
 from rag.retrieve import Filters, Mode, Retriever
 from rag.types import Answer, FindResult, IngestReport, Status
@@ -34,7 +34,7 @@ class Library:
     """
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
-        self.settings = settings.model_copy(update=overrides) if settings else Settings(**overrides)
+        self.settings = settings.model_copy(update=overrides) if settings else load_settings(**overrides)
         self._lock = threading.Lock()
         self._retriever: Retriever | None = None
 

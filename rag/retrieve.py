@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from index.embedding import Embedder
 from index.ingest import date_num, paper_from_metadata
@@ -82,6 +82,17 @@ class _ChunkHit:
     id: str
     paper_id: str
     score: float
+
+
+class Reranker(Protocol):
+    """Reorders the fused papers (for example with a cross-encoder over query and evidence)."""
+
+    def __call__(self, query: str, hits: list[PaperHit]) -> list[PaperHit]: ...
+
+
+#: Rerankers by the name `Settings.reranker` uses. Only the identity ships: no cross-encoder
+#: weights come inside a PyPI package, and nothing may be downloaded at run time.
+RERANKERS: dict[str, Reranker] = {"none": lambda query, hits: hits}
 
 
 def rrf(rankings: list[tuple[list[str], float]], k: int) -> dict[str, float]:
@@ -174,7 +185,9 @@ class Retriever:
             self.settings.rrf_k,
         )
         top = sorted(paper_scores, key=lambda p: -paper_scores[p])[:k]
-        hits = self._hits(query, top, paper_scores, chunk_scores, dense + lexical, rows)
+        hits = RERANKERS[self.settings.reranker](
+            query, self._hits(query, top, paper_scores, chunk_scores, dense + lexical, rows)
+        )
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return hits, timings
 
