@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
 BATCH_PAPERS = 64
+#: The docstore is one JSON file: saving it after every batch would cost O(n^2) at 100k papers.
+#: Saving every few seconds bounds both that cost and what a crash can lose (re-done next run).
+DOCSTORE_SAVE_SECONDS = 10.0
 #: Metadata kept on the paper but out of the embedded and LLM text (only the title goes in).
 _PAPER_KEYS = ["paper_id", "date", "date_num", "url", "authors", "sources", "source_names"]
 
@@ -246,6 +249,7 @@ class Indexer:
             disable_cache=True,
         )
         embedded = 0
+        saved = time.perf_counter()
         if progress:
             progress(0, len(todo), "embedding")
         for i in range(0, len(todo), BATCH_PAPERS):
@@ -254,7 +258,9 @@ class Indexer:
                 if docstore.get_document_hash(d.id_) is None:
                     col.delete(where={"paper_id": d.id_})  # leftovers of an interrupted run
             embedded += len(pipeline.run(documents=batch))
-            self._save_docstore(docstore)
+            if time.perf_counter() - saved > DOCSTORE_SAVE_SECONDS:
+                self._save_docstore(docstore)
+                saved = time.perf_counter()
             if progress:
                 progress(min(i + BATCH_PAPERS, len(todo)), len(todo), "embedding")
 
