@@ -59,9 +59,21 @@ def _evidence(hit: PaperHit) -> str:
     return " ".join(c.text for c in sorted(hit.chunks, key=lambda c: c.position))
 
 
+def _inert(text: str) -> str:
+    """Paper text cannot open or close a source block: the delimiters are taken out of it."""
+    return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
+
+
 def _source_block(hits: Sequence[PaperHit]) -> str:
+    """Every word that comes from a paper file, title included, sits inside its delimited block."""
     return "\n\n".join(
-        render("source", n=str(i), title=h.paper.title, date=h.paper.date or "undated", text=_evidence(h))
+        render(
+            "source",
+            n=str(i),
+            title=_inert(h.paper.title),
+            date=h.paper.date or "undated",
+            text=_inert(_evidence(h)),
+        )
         for i, h in enumerate(hits, start=1)
     )
 
@@ -123,8 +135,12 @@ class Answerer:
                     deltas.append(delta)
                     yield delta
                 timings["generate_ms"] = (time.perf_counter() - t0) * 1000 - timings["retrieve_ms"]
-                yield self._finish(question, "".join(deltas), hits, self.llm.name, timings, t0)
-                return
+                drafted = self._finish(question, "".join(deltas), hits, self.llm.name, timings, t0)
+                if drafted.sources or drafted.abstained:
+                    yield drafted
+                    return
+                # An answer citing nothing cannot be checked: the user gets a cited one instead.
+                raise LLMError("the LLM answer cited none of the sources", "uncited")
             except LLMError as err:
                 notice = f"{err}; showing the extractive answer instead"
                 log.warning("LLM failed: %s", err)

@@ -58,6 +58,18 @@ def _endpoint(base_url: str) -> str:
     return f"{host}:{port}"
 
 
+def _connect_reason(err: Exception) -> str:
+    """The OS-level cause in a few words: refused and unresolvable need different fixes."""
+    cause = str(err.__cause__ or err).lower()
+    if "refused" in cause:
+        return "connection refused"
+    if "name or service not known" in cause or "nodename nor servname" in cause or "getaddrinfo" in cause:
+        return "host name not resolved"
+    if "unreachable" in cause:
+        return "network unreachable"
+    return "connection failed"
+
+
 class LLM:
     """A configured OpenAI-compatible chat model.
 
@@ -71,7 +83,14 @@ class LLM:
         self._key = key
         self._where = _endpoint(settings.llm_base_url) if settings.llm_base_url else ""
         self._client: openai.OpenAI | None = None
-        if settings.llm_base_url:
+        self._url_problem = ""
+        if settings.llm_base_url and urlsplit(settings.llm_base_url).scheme not in ("http", "https"):
+            # Without a scheme the client would read "localhost:8080" as scheme "localhost".
+            self._url_problem = (
+                f"LLM base URL {settings.llm_base_url!r} is not an http(s) URL: "
+                "set RAG_LLM_BASE_URL like http://localhost:8080/v1"
+            )
+        elif settings.llm_base_url:
             # Local servers ignore the key but the client insists on one.
             self._client = openai.OpenAI(
                 base_url=settings.llm_base_url,
@@ -106,7 +125,9 @@ class LLM:
                 "malformed",
             ) from None
         if not isinstance(content, str) or not content.strip():
-            raise LLMError(f"LLM {self.settings.llm_model} at {self._where} returned an empty answer", "empty")
+            raise LLMError(
+                f"LLM {self.settings.llm_model} at {self._where} returned an empty answer", "empty"
+            )
         return content
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
@@ -156,10 +177,14 @@ class LLM:
             except Exception as err:
                 self._raise(err)
         if not produced:
-            raise LLMError(f"LLM {self.settings.llm_model} at {self._where} streamed an empty answer", "empty")
+            raise LLMError(
+                f"LLM {self.settings.llm_model} at {self._where} streamed an empty answer", "empty"
+            )
 
     # --- helpers -------------------------------------------------------------------------
     def _require_client(self) -> openai.OpenAI:
+        if self._url_problem:
+            raise LLMError(self._url_problem, "unconfigured")
         if self._client is None:
             raise LLMError(
                 "no LLM endpoint configured: set RAG_LLM_BASE_URL (and RAG_LLM_MODEL)", "unconfigured"
@@ -207,7 +232,7 @@ class LLM:
             ) from None
         if isinstance(err, openai.APIConnectionError):
             raise LLMError(
-                f"LLM endpoint {where} is unreachable (connection failed); is the server running?",
+                f"LLM endpoint {where} is unreachable ({_connect_reason(err)}); is the server running?",
                 "unreachable",
             ) from None
         if isinstance(err, openai.AuthenticationError | openai.PermissionDeniedError):
@@ -225,6 +250,10 @@ class LLM:
             ) from None
         if isinstance(err, openai.APIStatusError):
             detail = self._server_message(err)
+            if err.status_code == 404:
+                # The usual cause: a base URL without its /v1 (or a model name the server lacks).
+                hint = "check that RAG_LLM_BASE_URL ends in /v1 and RAG_LLM_MODEL exists"
+                detail = f"{detail}; {hint}" if detail else hint
             raise LLMError(
                 f"LLM endpoint {where} answered HTTP {err.status_code}" + (f": {detail}" if detail else ""),
                 "http",
