@@ -33,6 +33,7 @@ from llama_index.core.storage.docstore import SimpleDocumentStore
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from index import store
+from index.diskspace import ensure_room
 from index.embedding import Embedder
 from index.lexical import ChunkMeta, LexicalIndex
 from index.loaders import load_paths
@@ -253,6 +254,8 @@ class Indexer:
         if progress:
             progress(0, len(todo), "embedding")
         for i in range(0, len(todo), BATCH_PAPERS):
+            if not self.settings.chroma_host:
+                ensure_room(self.settings.data_dir, self.settings.min_free_mb)
             batch = todo[i : i + BATCH_PAPERS]
             for d in batch:
                 if docstore.get_document_hash(d.id_) is None:

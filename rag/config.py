@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         description="Sentence-transformers model: the packaged MiniLM, or a local model folder.",
     )
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+    min_free_mb: int = Field(
+        100, ge=0, description="Ingest stops, cleanly, when the data disk has less free space than this."
+    )
     chunk_size: int = Field(
         200, ge=32, description="Chunk size in model word pieces (MiniLM reads at most 256)."
     )
