@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         description="API key; falls back to OPENAI_API_KEY.",
     )
     llm_timeout: float = Field(60.0, gt=0, description="Seconds before an LLM call is abandoned.")
-    llm_max_tokens: int = Field(512, ge=16, description="Most tokens an LLM answer may have.")
+    llm_max_tokens: int = Field(512, ge=1, description="Most tokens an LLM answer may have.")
     llm_temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
     llm_max_retries: int = Field(2, ge=0, description="Retries with backoff on 429 and 5xx.")
 

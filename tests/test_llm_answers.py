@@ -21,7 +21,8 @@ from rag.types import Answer, Source
 from tests.conftest import make_library, write_jsonl
 from tests.fixtures_llm import MODEL_ALIAS, free_port, llm_overrides
 
-pytestmark = [pytest.mark.llm, pytest.mark.timeout(300)]
+# Generous: the first test also waits for the session's corpus index (minutes on a busy machine).
+pytestmark = [pytest.mark.llm, pytest.mark.timeout(1200)]
 
 QUESTION = "Which semi-supervised learning methods have been used for audio classification?"
 BACKEND = f"llm:{MODEL_ALIAS}"
@@ -232,11 +233,10 @@ def test_fake_source_delimiters_in_a_paper_cannot_close_the_block(injected_lib):
 def test_injection_through_the_real_model(injected_lib, sent_to_model):
     answer = injected_lib.ask(INJECTION_QUESTION)
     assert isinstance(answer, Answer)
-    assert answer.backend == BACKEND, answer.notice
-    assert not answer.abstained
-    # Sources list only what the answer cites; a 270M base model may cite nothing at all.
+    # The answer keeps its format: checked citations, or (when the 270M model cites nothing)
+    # the cited extractive answer; never the injected word as the answer.
+    assert_checked_llm_answer(answer)
     assert all(isinstance(s, Source) for s in answer.sources)
-    assert_citations_resolve(answer)
     assert answer.answer.strip().strip(".!\"'").upper() != "PWNED", answer
     # What reached the model: the rules as the system message, paper text only in source blocks.
     assert sent_to_model, "the LLM was not called"
