@@ -1,13 +1,21 @@
 """Opening the Chroma collection: embedded or server, chosen by settings in one place.
 
+`RAG_CHROMA_HOST` unset: an embedded store under `RAG_DATA_DIR/chroma`. Set (with
+`RAG_CHROMA_PORT`): the collection of a running `chroma run --path DIR --host H --port N`,
+through HttpClient. One client per server is kept for the process (creating one costs
+round trips), requests that cannot reach the server become a `RagError` naming it, and a
+server that stops answering is given up on after `SERVER_TIMEOUT` seconds instead of
+hanging the caller.
+
 The collection's metadata records what made its vectors (embedding model and
 chunking settings) and an ingest generation, so that opening it with another
-model is an error instead of silent garbage, and so that the BM25 index can tell
-when it is out of date.
+model is an error instead of silent garbage, and so that every machine's BM25 copy
+can tell when it is out of date.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -22,24 +30,76 @@ log = logging.getLogger(__name__)
 #: Metadata keys on the collection beside the index signature.
 GENERATION = "generation"
 LAST_INGEST = "last_ingest"
+#: Generation of the ingest running now (or interrupted), 0 when none: BM25 copies re-read its chunks.
+INGESTING = "ingesting"
+#: Papers in the collection after the last ingest (machines that never ingested have no docstore).
+PAPERS = "papers"
+#: Seconds before a request to a Chroma server is abandoned (connecting: CONNECT_TIMEOUT).
+SERVER_TIMEOUT = 300.0
+CONNECT_TIMEOUT = 5.0
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _http_client(host: str, port: int) -> Any:
+    import chromadb
+    import httpx
+
+    try:
+        c = chromadb.HttpClient(host=host, port=port, settings=_chroma_settings())
+        c.heartbeat()
+    except Exception as err:  # chromadb raises bare ValueError/ConnectionError variants
+        raise RagError(
+            f"cannot reach the Chroma server at {host}:{port} ({err}); start it with "
+            f"`chroma run --path DIR --host {host} --port {port}`, or unset RAG_CHROMA_HOST "
+            f"to use the embedded store"
+        ) from err
+    session = getattr(getattr(c, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):  # chromadb leaves it without any timeout
+        session.timeout = httpx.Timeout(SERVER_TIMEOUT, connect=CONNECT_TIMEOUT)
+    return c
 
 
 def client(settings: Settings) -> Any:
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.chroma_host:
-        try:
-            return chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-            )
-        except Exception as err:  # chromadb raises bare ValueError/ConnectionError variants
-            raise RagError(
-                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} ({err})"
-            ) from err
+        return _http_client(settings.chroma_host, settings.chroma_port)
+    import chromadb
+
     settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=_chroma_settings())
+
+
+class ServerCollection:
+    """A collection on a Chroma server: the same calls, with a lost connection reported as a
+    `RagError` that names the server instead of an httpx traceback."""
+
+    def __init__(self, col: Any, where: str) -> None:
+        self._col = col
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._col, name)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import httpx
+
+            try:
+                return value(*args, **kwargs)
+            except httpx.TransportError as err:
+                raise RagError(
+                    f"lost the connection to the {self._where} during {name} ({type(err).__name__}: {err}); "
+                    "is the server still running?"
+                ) from err
+
+        return call
 
 
 def describe(settings: Settings) -> str:
@@ -78,7 +138,7 @@ def open_collection(settings: Settings, create: bool) -> Any | None:
             raise
         raise RagError(f"cannot open the collection in {describe(settings)}: {err}") from err
     _check_signature(settings, col.metadata or {})
-    return col
+    return ServerCollection(col, describe(settings)) if settings.chroma_host else col
 
 
 def update_metadata(col: Any, **values: Any) -> dict[str, Any]:

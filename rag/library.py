@@ -20,7 +20,7 @@ from index.ingest import Indexer, Progress
 from rag.config import BUNDLED_CORPUS, Settings, load_settings
 from rag.errors import RagError
 from rag.retrieve import Filters, Mode, Retriever
-from rag.types import Answer, FindResult, IngestReport, Status
+from rag.types import Answer, FindResult, IngestReport, Paper, Status
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +147,24 @@ class Library:
         from rag.answer import Answerer
 
         return Answerer(self).summarize(topic, list(paper_ids or []), Filters(date_from, date_to))
+
+    def get_paper(self, paper_id: str) -> Paper:
+        """One indexed paper by id, with its whole abstract put back together from its chunks."""
+        from index.ingest import paper_from_metadata
+
+        paper_id = (paper_id or "").strip()
+        if not paper_id:
+            raise RagError("the paper id is empty (ids are shown by `rag find --json`)")
+        retriever = self.retriever()
+        got = retriever.col.get(where={"paper_id": paper_id}, include=["metadatas"], limit=1)
+        if not got["ids"]:
+            raise RagError(f"no paper with id {paper_id!r} in the index (ids are shown by `rag find --json`)")
+        # Consecutive chunks overlap by up to `chunk_overlap` word pieces: keep the overlap once.
+        abstract = ""
+        for chunk in retriever.paper_chunks(paper_id):
+            text = chunk.text.strip()
+            overlap = next(
+                (n for n in range(min(len(abstract), len(text)), 9, -1) if abstract.endswith(text[:n])), 0
+            )
+            abstract = f"{abstract} {text[overlap:]}".strip() if not overlap else abstract + text[overlap:]
+        return paper_from_metadata(got["metadatas"][0], abstract)
