@@ -65,3 +65,19 @@ def corpus_papers():
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def run_cli(data_dir: Path, *args: str, background: bool = False):
+    """`rag ARGS...` in a fresh process against data_dir: what a user at a terminal gets."""
+    import subprocess
+    import sys
+
+    from rag.config import PROJECT_ROOT
+
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir)}
+    cmd = [sys.executable, "-m", "rag.cli", *args]
+    if background:
+        return subprocess.Popen(
+            cmd, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    return subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)

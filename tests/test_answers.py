@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from rag.config import PROJECT_ROOT
 from rag.judge import LexicalJudge
 from rag.retrieve import Filters
+from tests.conftest import run_cli
 
 
 def test_extractive_answer_cites_retrieved_papers_only(corpus_lib) -> None:
@@ -82,21 +79,8 @@ def test_follow_up_uses_the_conversation(corpus_lib) -> None:
 
 
 def test_ask_json_shape(corpus_lib) -> None:
-    env = {**os.environ, "RAG_DATA_DIR": str(corpus_lib.settings.data_dir)}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rag.cli",
-            "ask",
-            "What is GLEE, the object-level foundation model?",
-            "--json",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_cli(
+        corpus_lib.settings.data_dir, "ask", "What is GLEE, the object-level foundation model?", "--json"
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)

