@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     # --- app -----------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Address the app listens on.")
     port: int = Field(7860, description="Port the app listens on.")
+    app_user: str = Field("researcher", description="User name for the app's password (non-loopback hosts).")
+    app_password: SecretStr | None = Field(
+        None, description="Password the app requires when it listens on a non-loopback address."
+    )
 
     @property
     def chroma_dir(self) -> Path:
@@ -118,7 +122,9 @@ class Settings(BaseSettings):
 
     def settings_hash(self) -> str:
         """Short hash of every setting that changes results, recorded with answers and eval runs."""
-        data = self.model_dump(mode="json", exclude={"llm_api_key", "data_dir", "host", "port"})
+        data = self.model_dump(
+            mode="json", exclude={"llm_api_key", "app_password", "app_user", "data_dir", "host", "port"}
+        )
         return hashlib.md5(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -1,5 +1,5 @@
 """The web app: a Gradio UI over `Library` (ask with streamed, cited answers; find papers;
-summarise; add papers to the index).
+summarize; add papers to the index).
 
 Every call goes through one `Library` per process, so the embedding model stays
 loaded. The UI never talks to Chroma or the LLM itself.
@@ -40,10 +40,12 @@ from rag.types import Answer, FindResult, PaperHit, Status  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-UPLOAD_SUFFIXES = (".jsonl", ".csv", ".txt", ".json")
+UPLOAD_SUFFIXES = (".jsonl", ".csv", ".txt", ".json", ".bib")
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 HF_SEARCH = "https://huggingface.co/papers?q="
+SUMMARY_PAPERS = 8  # "Summarize the top N" in Find papers
 STREAM_INTERVAL = 0.05  # seconds between UI updates while an answer streams
+HISTORY_MESSAGES = 20  # conversation kept per session for follow-ups (the answerer reads the last few)
 
 EXAMPLE_QUESTIONS = [
     "How does parameter-efficient fine-tuning compare with full fine-tuning?",
@@ -86,20 +88,23 @@ def hf_link(title: str) -> str:
     return HF_SEARCH + quote(title, safe="")
 
 
-def _cite_html(group: str, numbers: Sequence[int], known: set[int]) -> str:
-    cls = "rag-cite" if all(n in known for n in numbers) else "rag-cite rag-cite-bad"
-    return f'<span class="{cls}">[{text_html(group)}]</span>'
+def _cite_html(group: str, numbers: Sequence[int], titles: dict[int, str]) -> str:
+    """A [n] marker; hovering shows the cited titles."""
+    cls = "rag-cite" if all(n in titles for n in numbers) else "rag-cite rag-cite-bad"
+    tip = " · ".join(f"[{n}] {titles[n]}" for n in numbers if n in titles)
+    tip_attr = f' title="{attr(tip)}"' if tip else ""
+    return f'<span class="{cls}"{tip_attr}>[{text_html(group)}]</span>'
 
 
-def _with_citations(text: str, known: set[int]) -> str:
-    """Escape text, styling its [n] markers."""
+def _with_citations(text: str, titles: dict[int, str]) -> str:
+    """Escape text, styling its [n] markers (`titles`: the sources' titles by number)."""
     from rag.citations import numbers_in
 
     out: list[str] = []
     pos = 0
     for m in MARKER.finditer(text):
         out.append(text_html(text[pos : m.start()]))
-        out.append(_cite_html(m.group(1), numbers_in(m.group(1)), known))
+        out.append(_cite_html(m.group(1), numbers_in(m.group(1)), titles))
         pos = m.end()
     out.append(text_html(text[pos:]))
     return "".join(out)
@@ -113,25 +118,33 @@ def cited_numbers(text: str) -> list[int]:
 
 # --- rendering ---------------------------------------------------------------------------
 def _answer_body(answer: Answer) -> str:
-    known = {s.n for s in answer.sources}
-    if not answer.sentences:
-        return f'<div class="rag-text">{_with_citations(answer.answer, known)}</div>'
+    """The answer's paragraphs, citation markers styled, unsupported sentences marked."""
     from rag.citations import with_markers
 
-    parts = []
-    for s in answer.sentences:
-        body = _with_citations(with_markers(s.text, s.citations), known)
-        if s.supported is False:
+    known = {s.n: s.title for s in answer.sources}
+    flagged = [with_markers(s.text, s.citations) for s in answer.sentences if s.supported is False]
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", answer.answer) if p.strip()]
+    out = []
+    for par in paragraphs:
+        spans: list[tuple[int, int]] = []
+        for sent in flagged:
+            at = par.find(sent)
+            if at >= 0 and not any(a < at + len(sent) and at < b for a, b in spans):
+                spans.append((at, at + len(sent)))
+        pos, parts = 0, []
+        for a, b in sorted(spans):
+            parts.append(_with_citations(par[pos:a], known))
             parts.append(
-                '<span class="rag-unsupported" title="No cited source supports this sentence">'
-                f'<span class="rag-warn">⚠</span> {body}</span>'
+                '<span class="rag-unsupported" title="The cited sources do not support this sentence">'
+                f'<span class="rag-warn">⚠</span> {_with_citations(par[a:b], known)}</span>'
             )
-        else:
-            parts.append(f"<span>{body}</span>")
-    return '<div class="rag-text">' + " ".join(parts) + "</div>"
+            pos = b
+        parts.append(_with_citations(par[pos:], known))
+        out.append(f"<p>{''.join(parts)}</p>")
+    return f'<div class="rag-text">{"".join(out)}</div>'
 
 
-def _sources_html(answer: Answer, cited: set[int]) -> str:
+def _sources_html(answer: Answer, cited: set[int], label: str = "Sources") -> str:
     if not answer.sources:
         return ""
     rows = []
@@ -147,20 +160,23 @@ def _sources_html(answer: Answer, cited: set[int]) -> str:
             f'<div class="rag-snippet">{text_html(s.snippet)}</div>'
             "</div></div>"
         )
-    label = f"Sources ({len(cited)} cited)" if cited else f"Sources ({len(answer.sources)})"
-    return f'<details class="rag-sources" open><summary>{label}</summary>{"".join(rows)}</details>'
+    return f'<details class="rag-sources" open><summary>{label} ({len(answer.sources)})</summary>{"".join(rows)}</details>'
 
 
 def _nearest_html(hits: Sequence[PaperHit]) -> str:
     if not hits:
         return ""
     rows = "".join(
-        f'<li><a href="{attr(hf_link(h.paper.title))}" target="_blank" rel="noopener noreferrer">'
-        f"{text_html(h.paper.title)}</a> "
-        f'<span class="rag-date">{text_html(h.paper.date or "undated")}</span></li>'
-        for h in hits
+        f'<div class="rag-src"><span class="rag-src-n">{i}</span><div class="rag-src-body">'
+        f'<a class="rag-src-title" href="{attr(hf_link(h.paper.title))}" target="_blank" '
+        f'rel="noopener noreferrer">{text_html(h.paper.title)}</a>'
+        f'<span class="rag-date">{text_html(h.paper.date or "undated")}</span>'
+        f'<div class="rag-snippet">{text_html(h.why)}</div></div></div>'
+        for i, h in enumerate(hits, start=1)
     )
-    return f'<div class="rag-nearest"><div class="rag-label">Nearest papers</div><ol>{rows}</ol></div>'
+    return (
+        f'<details class="rag-sources" open><summary>Nearest papers ({len(hits)})</summary>{rows}</details>'
+    )
 
 
 def backend_label(backend: str) -> str:
@@ -171,19 +187,15 @@ def backend_label(backend: str) -> str:
     return backend
 
 
-def render_answer(answer: Answer, nearest: Sequence[PaperHit] = ()) -> str:
-    """One assistant message: notice, answer (unsupported sentences marked), sources, backend."""
+def render_answer(answer: Answer, nearest: Sequence[PaperHit] = (), scope: str = "") -> str:
+    """One assistant message: notice, answer (unsupported sentences marked), sources, backend.
+    `scope` names the date filter in force, if any."""
     out = ['<div class="rag-answer">']
     if answer.notice:
         out.append(f'<div class="rag-notice">⚠ {text_html(answer.notice)}</div>')
     if answer.abstained:
-        out.append(
-            '<div class="rag-abstain">No confident answer: the indexed abstracts do not seem to '
-            "cover this. Try rephrasing, widening the date range, or see the nearest papers below.</div>"
-        )
-        if answer.answer.strip():
-            out.append(_answer_body(answer))
-        out.append(_nearest_html(nearest) if nearest else _sources_html(answer, set()))
+        out.append(f'<div class="rag-abstain">{_answer_body(answer)}</div>')
+        out.append(_nearest_html(nearest) if nearest else _sources_html(answer, set(), "Nearest papers"))
     else:
         out.append(_answer_body(answer))
         cited = {n for s in answer.sentences for n in s.citations} or set(cited_numbers(answer.answer))
@@ -191,7 +203,8 @@ def render_answer(answer: Answer, nearest: Sequence[PaperHit] = ()) -> str:
         if unsupported:
             out.append(
                 f'<div class="rag-hint"><span class="rag-warn">⚠</span> {unsupported} sentence'
-                f"{'s' if unsupported > 1 else ''} not supported by the cited sources (shown greyed out).</div>"
+                f"{'s are' if unsupported > 1 else ' is'} not supported by the cited sources (greyed out)."
+                "</div>"
             )
         out.append(_sources_html(answer, cited))
     total = answer.timings.get("total_ms")
@@ -201,13 +214,17 @@ def render_answer(answer: Answer, nearest: Sequence[PaperHit] = ()) -> str:
         if answer.invalid_citations
         else ""
     )
-    out.append(f'<div class="rag-backend">answered by {text_html(backend_label(answer.backend))}{took}{dropped}</div>')
+    where = f" · papers {text_html(scope)}" if scope else ""
+    out.append(
+        f'<div class="rag-backend">answered by {text_html(backend_label(answer.backend))}'
+        f"{where}{took}{dropped}</div>"
+    )
     out.append("</div>")
     return "".join(out)
 
 
 def render_partial(text: str) -> str:
-    body = _with_citations(text, set()) if text else '<span class="rag-muted">Searching the abstracts…</span>'
+    body = _with_citations(text, {}) if text else '<span class="rag-muted">Searching the abstracts…</span>'
     return f'<div class="rag-answer rag-streaming"><div class="rag-text">{body}<span class="rag-cursor"></span></div></div>'
 
 
@@ -314,8 +331,9 @@ def safe_upload_name(name: str) -> str:
     return f"{stem}.{suffix.lower()}" if suffix else stem
 
 
-def save_upload(src: Path, original_name: str, uploads_dir: Path) -> Path:
-    """Copy an uploaded file into `uploads_dir` under a sanitised, non-clobbering name."""
+def save_upload(src: Path, original_name: str, uploads_dir: Path) -> tuple[Path, bool]:
+    """Copy an uploaded file into `uploads_dir` under a sanitised name that never overwrites
+    another file; returns the path and whether it is new (False: the same bytes were there)."""
     name = safe_upload_name(original_name)
     if not name.endswith(UPLOAD_SUFFIXES):
         raise RagError(f"{name}: only {', '.join(UPLOAD_SUFFIXES)} files can be added")
@@ -330,18 +348,24 @@ def save_upload(src: Path, original_name: str, uploads_dir: Path) -> Path:
     n = 2
     while target.exists():
         if target.stat().st_size == size and target.read_bytes() == src.read_bytes():
-            return target  # the same file again: ingest is idempotent
+            return target, False  # the same file again: ingest is idempotent
         target = uploads_dir / f"{stem}-{n}.{suffix}"
         n += 1
     tmp = target.with_name(f".{target.name}.part")
     shutil.copyfile(src, tmp)
     os.replace(tmp, target)
-    return target
+    return target, True
 
 
 # --- the app -----------------------------------------------------------------------------
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
 def _date(value: str | None) -> str | None:
+    """A filter box's value: None when empty; RagError (shown as one line) when not a date."""
     value = (value or "").strip()
+    if value and not _DATE.match(value):
+        raise RagError(f"“{value}” is not a date: type YYYY, YYYY-MM or YYYY-MM-DD in the date filter")
     return value or None
 
 
@@ -398,12 +422,13 @@ class WebApp:
             nearest: list[PaperHit] = []
             if answer.abstained and not answer.sources:
                 nearest = self._nearest(question, date_from, date_to)
-            chat[-1] = {"role": "assistant", "content": render_answer(answer, nearest)}
+            scope = _filters_note(_date(date_from), _date(date_to))
+            chat[-1] = {"role": "assistant", "content": render_answer(answer, nearest, scope)}
             history = [
                 *history,
                 {"role": "user", "content": question},
                 {"role": "assistant", "content": answer.answer},
-            ]
+            ][-HISTORY_MESSAGES:]
         except RagError as err:
             chat[-1] = {"role": "assistant", "content": render_error(str(err))}
         except Exception as err:  # a bug must not leave the chat hanging
@@ -434,13 +459,15 @@ class WebApp:
     def summarize(self, topic: str, date_from: str, date_to: str) -> str:
         topic = (topic or "").strip()
         if not topic:
-            return render_error("type a topic to summarise, e.g. “dataset distillation”")
+            return render_error("type a topic to summarize, e.g. “dataset distillation”")
         return self._summarize(topic=topic, paper_ids=None, date_from=date_from, date_to=date_to)
 
     def summarize_ids(self, paper_ids: list[str], date_from: str, date_to: str) -> str:
         if not paper_ids:
-            return render_error("search for papers first, then summarise them")
-        return self._summarize(topic=None, paper_ids=paper_ids, date_from=date_from, date_to=date_to)
+            return render_error("search for papers first, then summarize them")
+        return self._summarize(
+            topic=None, paper_ids=paper_ids[:SUMMARY_PAPERS], date_from=date_from, date_to=date_to
+        )
 
     def _summarize(self, topic: str | None, paper_ids: list[str] | None, date_from: str, date_to: str) -> str:
         try:
@@ -453,7 +480,8 @@ class WebApp:
             log.exception("summarize failed")
             return render_error(_internal(err))
         nearest = self._nearest(topic, date_from, date_to) if answer.abstained and topic else []
-        return render_answer(answer, nearest)
+        scope = "" if paper_ids else _filters_note(_date(date_from), _date(date_to))
+        return render_answer(answer, nearest, scope)
 
     # --- index -------------------------------------------------------------------------
     def status(self) -> str:
@@ -465,43 +493,54 @@ class WebApp:
             log.exception("status failed")
             return render_status(None, self.lib.settings, _internal(err))
 
-    def upload(self, file: Any, progress: gr.Progress | None = None) -> tuple[str, str, None]:
+    def upload(self, file: Any, progress: gr.Progress = gr.Progress()) -> tuple[str, str, None]:  # noqa: B008
+        """Save an uploaded file under data_dir/uploads and ingest it; never raises."""
         if not file:
             return "", self.status(), None
         src = Path(file if isinstance(file, str) else getattr(file, "name", str(file)))
-        name = safe_upload_name(src.name)
 
         def report_progress(done: int, total: int, label: str) -> None:
             if progress is not None:
                 progress((done, total) if total else None, desc=label)
 
         saved: Path | None = None
-        existed = False
+        created = False
+
+        def fail(message: str) -> tuple[str, str, None]:
+            if saved is not None and created:
+                saved.unlink(missing_ok=True)  # a file that added nothing is not kept
+            return render_error(f"Nothing added: {message}"), self.status(), None
+
         try:
-            uploads = Path(self.lib.settings.data_dir) / "uploads"
-            target_exists = (uploads / name).exists()
-            saved = save_upload(src, src.name, uploads)
-            existed = target_exists and saved.name == name
+            saved, created = save_upload(src, src.name, Path(self.lib.settings.data_dir) / "uploads")
             report = self.lib.ingest([saved], progress=report_progress)
         except RagError as err:
-            if saved is not None and not existed:
-                saved.unlink(missing_ok=True)
-            return render_error(f"Nothing added: {err}"), self.status(), None
+            return fail(self._hide_paths(str(err), saved))
         except Exception as err:
             log.exception("ingest of %s failed", src)
-            if saved is not None and not existed:
-                saved.unlink(missing_ok=True)
-            return render_error(f"Nothing added: {_internal(err)}"), self.status(), None
+            return fail(_internal(err))
+        problems = [self._hide_paths(p, saved) for p in report.problems]
+        if report.papers_read == 0:
+            return fail("; ".join(problems[:3]) or "no papers in the file")
         parts = [
             f"<b>{text_html(saved.name)}</b>: {report.papers_unique} paper"
             f"{'' if report.papers_unique == 1 else 's'} read · {report.added} added · "
             f"{report.updated} updated · {report.unchanged} unchanged · {report.seconds:.1f} s"
         ]
-        if report.problems:
-            shown = "".join(f"<li>{text_html(p)}</li>" for p in report.problems[:8])
-            more = f"<li>… and {len(report.problems) - 8} more</li>" if len(report.problems) > 8 else ""
+        if problems:
+            shown = "".join(f"<li>{text_html(p)}</li>" for p in problems[:8])
+            more = f"<li>… and {len(problems) - 8} more</li>" if len(problems) > 8 else ""
             parts.append(f'<div class="rag-label">Skipped</div><ul class="rag-problems">{shown}{more}</ul>')
         return f'<div class="rag-ingest-ok">{"".join(parts)}</div>', self.status(), None
+
+    @staticmethod
+    def _hide_paths(message: str, saved: Path | None) -> str:
+        """Messages name the uploaded file, not where the server keeps it."""
+        if saved is None:
+            return message
+        for form in {str(saved.resolve()), str(saved)}:
+            message = message.replace(form, saved.name)
+        return message
 
 
 def _internal(err: Exception) -> str:
@@ -512,12 +551,23 @@ def _internal(err: Exception) -> str:
 CSS = """
 .gradio-container { max-width: 1280px !important; margin: 0 auto !important; }
 #rag-header { display: flex; align-items: baseline; gap: .75rem; flex-wrap: wrap; padding: .25rem 0 0; }
-#rag-header h1 { font-size: 1.5rem; margin: 0; font-weight: 650; letter-spacing: -.01em; }
+#rag-header h1 { font-size: 1.5rem; margin: 0; font-weight: 650; letter-spacing: -.01em;
+  display: flex; align-items: center; gap: .45rem; }
+.rag-logo { color: var(--color-accent); }
+#rag-chat .placeholder { text-align: center; color: var(--body-text-color-subdued); }
+#rag-chat .examples { display: grid !important; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: .6rem;
+  max-width: 720px; margin: 1rem auto 0; }
+#rag-chat .examples .example { border: 1px solid var(--border-color-primary); border-radius: .7rem;
+  background: var(--background-fill-secondary); padding: .7rem .9rem; text-align: left; width: 100%;
+  max-width: none; transition: border-color .15s, background .15s; }
+#rag-chat .examples .example:hover { border-color: var(--color-accent); background: var(--color-accent-soft); }
 #rag-header .rag-sub { color: var(--body-text-color-subdued); font-size: .95rem; }
 .rag-muted { color: var(--body-text-color-subdued); }
 .rag-answer { line-height: 1.55; }
 .rag-text { margin-bottom: .35rem; }
-.rag-cite { display: inline-block; font-size: .78em; font-weight: 600; padding: 0 .3em; margin: 0 .05em;
+.rag-text p { margin: 0 0 .6rem; }
+.rag-text p:last-child { margin-bottom: 0; }
+.rag-cite { display: inline; font-size: .78em; font-weight: 600; padding: 0 .3em; margin: 0 0 0 .1em;
   border-radius: .35em; background: var(--color-accent-soft); color: var(--color-accent);
   vertical-align: .1em; line-height: 1.4; }
 .rag-cite-bad { background: var(--neutral-200); color: var(--neutral-600); }
@@ -540,7 +590,7 @@ CSS = """
   font-size: .8em; font-weight: 700; line-height: 1.6em; background: var(--color-accent-soft);
   color: var(--color-accent); }
 .rag-src-body { flex: 1; min-width: 0; }
-.rag-src-title, .rag-hit-title { font-weight: 600; text-decoration: none !important; }
+.rag-src-title, .rag-hit-title { font-weight: 600; text-decoration: none !important; padding: 0 !important; }
 .rag-src-title:hover, .rag-hit-title:hover { text-decoration: underline !important; }
 .rag-date { margin-left: .5rem; font-size: .8em; color: var(--body-text-color-subdued);
   font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -583,11 +633,24 @@ ol.rag-hits { list-style: none; padding: 0; margin: 0; }
 .rag-problems { font-size: .9em; margin: .2rem 0 0; padding-left: 1.1rem; overflow-wrap: anywhere; }
 #rag-side .rag-note { font-size: .8em; color: var(--body-text-color-subdued); }
 #rag-results { min-height: 4rem; }
+#rag-found-summary { border: 1px solid var(--border-color-primary); border-radius: .6rem; padding: .75rem 1rem;
+  background: var(--background-fill-primary); }
 #rag-chat .message-wrap { font-size: .97rem; }
 footer { opacity: .6; }
 """
 
 HEAD = '<meta name="robots" content="noindex">'
+# After an answer is complete, scroll the chat back to its question, so the answer is read from
+# its start (the chat follows the stream to the bottom while it arrives).
+SHOW_LAST_QUESTION = """() => { setTimeout(() => {
+  const rows = document.querySelectorAll('#rag-chat .message-row.user-row');
+  if (rows.length) rows[rows.length - 1].scrollIntoView({block: 'nearest'});
+}, 300); }"""
+LOGO = (
+    '<svg class="rag-logo" viewBox="0 0 24 24" width="26" height="26" fill="none" stroke="currentColor" '
+    'stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">'
+    '<path d="M4 19.5V5a2 2 0 0 1 2-2h13v16H6a2 2 0 0 0-2 2.5z"/><path d="M8 7h7M8 11h5"/></svg>'
+)
 
 
 def _theme() -> gr.themes.Base:
@@ -599,81 +662,96 @@ def _theme() -> gr.themes.Base:
 
 def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
     app = WebApp(lib)
-    with gr.Blocks(title="Paper QA", analytics_enabled=False, fill_width=False) as demo:
+    # delete_cache: uploaded files in Gradio's cache are removed after an hour (checked hourly).
+    with gr.Blocks(title="Paper QA", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.HTML(
-            '<div id="rag-header"><h1>📚 Paper QA</h1>'
+            f'<div id="rag-header"><h1>{LOGO}Paper QA</h1>'
             '<span class="rag-sub">Questions answered from research-paper abstracts, '
             "every claim cited.</span></div>"
         )
         with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=480):
-                with gr.Tabs(elem_id="rag-tabs") as tabs:
-                    with gr.Tab("Ask", id="ask", elem_id="tab-ask"):
-                        chatbot = gr.Chatbot(
-                            elem_id="rag-chat",
+            with gr.Column(scale=3, min_width=480), gr.Tabs(elem_id="rag-tabs"):
+                with gr.Tab("Ask", id="ask", elem_id="tab-ask"):
+                    chatbot = gr.Chatbot(
+                        elem_id="rag-chat",
+                        show_label=False,
+                        height="62vh",
+                        min_height=360,
+                        layout="panel",
+                        sanitize_html=True,
+                        render_markdown=True,
+                        allow_tags=False,
+                        latex_delimiters=[],
+                        feedback_options=None,
+                        buttons=[],
+                        placeholder=(
+                            "<b>Ask a question about the indexed papers.</b><br>"
+                            "Answers quote the abstracts and cite them as [1], [2]…; "
+                            "follow-up questions keep the conversation."
+                        ),
+                        examples=[{"text": q} for q in EXAMPLE_QUESTIONS],
+                    )
+                    history = gr.State([])
+                    with gr.Row():
+                        question = gr.Textbox(
+                            elem_id="rag-question",
                             show_label=False,
-                            height="62vh",
-                            min_height=360,
-                            layout="panel",
-                            sanitize_html=True,
-                            render_markdown=True,
-                            allow_tags=False,
-                            latex_delimiters=[],
-                            feedback_options=None,
-                            buttons=[],
-                            placeholder=(
-                                "<b>Ask a question about the indexed papers.</b><br>"
-                                "Answers quote the abstracts and cite them as [1], [2]…; "
-                                "follow-up questions keep the conversation."
-                            ),
-                            examples=[{"text": q} for q in EXAMPLE_QUESTIONS],
+                            placeholder="Ask about the papers… (Enter to send)",
+                            lines=1,
+                            max_lines=6,
+                            autofocus=True,
+                            submit_btn="Ask",
+                            stop_btn=False,
+                            scale=8,
                         )
-                        history = gr.State([])
-                        with gr.Row():
-                            question = gr.Textbox(
-                                elem_id="rag-question",
-                                show_label=False,
-                                placeholder="Ask about the papers… (Enter to send)",
-                                lines=1,
-                                max_lines=6,
-                                autofocus=True,
-                                submit_btn="Ask",
-                                stop_btn=False,
-                                scale=8,
-                            )
-                            clear = gr.Button("New chat", variant="secondary", scale=1, min_width=100)
-                    with gr.Tab("Find papers", id="find", elem_id="tab-find"):
-                        with gr.Row(equal_height=True):
-                            query = gr.Textbox(
-                                elem_id="rag-query",
-                                show_label=False,
-                                placeholder="Topic, method or phrase… (Enter to search)",
-                                scale=6,
-                            )
-                            k = gr.Slider(3, 50, value=10, step=1, label="Papers", scale=2, min_width=140)
-                            search = gr.Button("Search", variant="primary", scale=1, min_width=90)
-                        gr.Examples(EXAMPLE_SEARCHES, inputs=[query], label="Try")
-                        found_ids = gr.State([])
-                        with gr.Row():
-                            summarize_found = gr.Button(
-                                "Summarise these papers", size="sm", variant="secondary", visible=False
-                            )
-                        found_summary = gr.HTML(elem_id="rag-found-summary")
-                        results = gr.HTML(elem_id="rag-results")
-                    with gr.Tab("Summarize", id="summarize", elem_id="tab-summarize"):
-                        with gr.Row(equal_height=True):
-                            topic = gr.Textbox(
-                                elem_id="rag-topic",
-                                show_label=False,
-                                placeholder="A topic to summarise across papers… (Enter)",
-                                scale=6,
-                            )
-                            summarize = gr.Button("Summarise", variant="primary", scale=1, min_width=100)
-                        gr.Examples(EXAMPLE_TOPICS, inputs=[topic], label="Try")
-                        summary = gr.HTML(elem_id="rag-summary")
+                        clear = gr.Button("New chat", variant="secondary", scale=1, min_width=100)
+                with gr.Tab("Find papers", id="find", elem_id="tab-find"):
+                    with gr.Row(equal_height=True):
+                        query = gr.Textbox(
+                            elem_id="rag-query",
+                            show_label=False,
+                            placeholder="Topic, method or phrase… (Enter to search)",
+                            scale=6,
+                        )
+                        k = gr.Dropdown(
+                            [(f"{n} papers", n) for n in (5, 10, 20, 50)],
+                            value=10,
+                            show_label=False,
+                            scale=0,
+                            min_width=150,
+                            elem_id="rag-k",
+                        )
+                        search = gr.Button("Search", variant="primary", scale=0, min_width=100)
+                    gr.Examples(EXAMPLE_SEARCHES, inputs=[query], label="Try")
+                    found_ids = gr.State([])
+                    with gr.Row():
+                        summarize_found = gr.Button(
+                            f"Summarize the top {SUMMARY_PAPERS}",
+                            size="sm",
+                            variant="secondary",
+                            visible=False,
+                            scale=0,
+                            min_width=190,
+                            elem_id="rag-summarize-found",
+                        )
+                    found_summary = gr.HTML(elem_id="rag-found-summary", visible=False)
+                    results = gr.HTML(elem_id="rag-results")
+                with gr.Tab("Summarize", id="summarize", elem_id="tab-summarize"):
+                    with gr.Row(equal_height=True):
+                        topic = gr.Textbox(
+                            elem_id="rag-topic",
+                            show_label=False,
+                            placeholder="A topic to summarize across papers… (Enter)",
+                            scale=6,
+                        )
+                        summarize = gr.Button("Summarize", variant="primary", scale=0, min_width=110)
+                    gr.Examples(EXAMPLE_TOPICS, inputs=[topic], label="Try")
+                    summary = gr.HTML(elem_id="rag-summary")
             with gr.Column(scale=1, min_width=260, elem_id="rag-side"):
                 with gr.Accordion("Filters", open=True):
-                    date_from = gr.Textbox(label="From date", placeholder="YYYY[-MM[-DD]]", elem_id="rag-from")
+                    date_from = gr.Textbox(
+                        label="From date", placeholder="YYYY[-MM[-DD]]", elem_id="rag-from"
+                    )
                     date_to = gr.Textbox(label="To date", placeholder="YYYY[-MM[-DD]]", elem_id="rag-to")
                     gr.HTML(
                         '<div class="rag-note">Applies to every mode. Inclusive; papers without '
@@ -686,7 +764,6 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
                         file_types=list(UPLOAD_SUFFIXES),
                         file_count="single",
                         type="filepath",
-                        height=110,
                         elem_id="rag-upload",
                     )
                     upload_msg = gr.HTML(elem_id="rag-upload-msg")
@@ -698,8 +775,10 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
         asking = question.submit(
             lambda: gr.Textbox(submit_btn=False, stop_btn=True), None, [question], queue=False
         )
-        ask_event = asking.then(app.ask, ask_inputs, ask_outputs, show_progress="hidden", **model_jobs)
-        ask_event.then(lambda: gr.Textbox(submit_btn="Ask", stop_btn=False), None, [question], queue=False)
+        ask_event = asking.then(app.ask, ask_inputs, ask_outputs, show_progress="minimal", **model_jobs)
+        ask_event.then(
+            lambda: gr.Textbox(submit_btn="Ask", stop_btn=False), None, [question], queue=False
+        ).then(None, None, None, js=SHOW_LAST_QUESTION)
 
         def example_question(evt: gr.SelectData) -> str:
             value = evt.value
@@ -708,29 +787,50 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
         example_event = chatbot.example_select(example_question, None, [question], queue=False).then(
             lambda: gr.Textbox(submit_btn=False, stop_btn=True), None, [question], queue=False
         )
-        example_ask = example_event.then(app.ask, ask_inputs, ask_outputs, show_progress="hidden", **model_jobs)
-        example_ask.then(lambda: gr.Textbox(submit_btn="Ask", stop_btn=False), None, [question], queue=False)
+        example_ask = example_event.then(
+            app.ask, ask_inputs, ask_outputs, show_progress="minimal", **model_jobs
+        )
+        example_ask.then(
+            lambda: gr.Textbox(submit_btn="Ask", stop_btn=False), None, [question], queue=False
+        ).then(None, None, None, js=SHOW_LAST_QUESTION)
         question.stop(
-            lambda: gr.Textbox(submit_btn="Ask", stop_btn=False), None, [question], cancels=[ask_event, example_ask]
+            lambda: gr.Textbox(submit_btn="Ask", stop_btn=False),
+            None,
+            [question],
+            cancels=[ask_event, example_ask],
         )
         clear.click(lambda: ([], [], ""), None, [chatbot, history, question], queue=False)
+        chatbot.clear(lambda: [], None, [history], queue=False)
 
         find_inputs = [query, k, date_from, date_to]
         for trigger in (query.submit, search.click):
-            trigger(
-                app.find, find_inputs, [results, found_ids], show_progress="minimal", **model_jobs
-            ).then(lambda ids: (gr.Button(visible=bool(ids)), ""), [found_ids], [summarize_found, found_summary])
+            trigger(app.find, find_inputs, [results, found_ids], show_progress="minimal", **model_jobs).then(
+                lambda ids: (gr.Button(visible=bool(ids)), gr.HTML("", visible=False)),
+                [found_ids],
+                [summarize_found, found_summary],
+                queue=False,
+            )
         summarize_found.click(
-            app.summarize_ids, [found_ids, date_from, date_to], [found_summary], show_progress="minimal", **model_jobs
+            lambda: gr.HTML('<div class="rag-muted">Summarizing…</div>', visible=True),
+            None,
+            [found_summary],
+            queue=False,
+        ).then(
+            app.summarize_ids,
+            [found_ids, date_from, date_to],
+            [found_summary],
+            show_progress="minimal",
+            **model_jobs,
         )
         for trigger in (topic.submit, summarize.click):
-            trigger(app.summarize, [topic, date_from, date_to], [summary], show_progress="minimal", **model_jobs)
+            trigger(
+                app.summarize, [topic, date_from, date_to], [summary], show_progress="minimal", **model_jobs
+            )
 
         upload.upload(
             app.upload, [upload], [upload_msg, status, upload], concurrency_limit=1, concurrency_id="ingest"
         )
         demo.load(app.status, None, [status], queue=False)
-        del tabs
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     return demo
 
@@ -764,18 +864,51 @@ def prepare(lib: Library, say: Callable[[str], None]) -> None:
 
 def parse_args(argv: Sequence[str] | None, lib: Library) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Paper QA web app.")
-    parser.add_argument("--host", default=lib.settings.host, help=f"address to listen on (default {lib.settings.host})")
-    parser.add_argument("--port", type=int, default=lib.settings.port, help=f"port (default {lib.settings.port})")
     parser.add_argument(
-        "--concurrency", type=int, default=2, help="questions answered at the same time (default 2: CPU-bound)"
+        "--host", default=lib.settings.host, help=f"address to listen on (default {lib.settings.host})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=lib.settings.port, help=f"port (default {lib.settings.port})"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="questions answered at the same time (default 2: CPU-bound)",
+    )
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="allow serving on a non-loopback address without RAG_APP_PASSWORD (anyone can use it)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
     return parser.parse_args(argv)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def access(host: str, settings: Any, open_anyway: bool) -> tuple[tuple[str, str] | None, str | None]:
+    """(Gradio auth, refusal): loopback is private; any other address needs a password or --open."""
+    if host in LOOPBACK or host.startswith("127."):
+        return None, None
+    if settings.app_password is not None:
+        return (settings.app_user, settings.app_password.get_secret_value()), None
+    if open_anyway:
+        return None, None
+    return None, (
+        f"refusing to listen on {host} without a password: set RAG_APP_PASSWORD (user {settings.app_user!r}), "
+        "or pass --open to serve it to anyone who can reach it"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     t_start = time.perf_counter()
-    lib = Library()
+    try:
+        lib = Library()
+    except RagError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     args = parse_args(argv, lib)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -785,15 +918,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    auth, refusal = access(args.host, lib.settings, args.open)
+    if refusal:
+        say(f"error: {refusal}")
+        return 1
+    busy = _port_problem(args.host, args.port)
+    if busy:  # before indexing or loading anything
+        say(f"error: cannot listen on {args.host}:{args.port} ({busy}); pick another with --port")
+        return 1
     try:
         prepare(lib, say)
     except RagError as err:
         say(f"error: {err}")
         return 1
+    except KeyboardInterrupt:
+        say("interrupted: indexing resumes where it stopped on the next start")
+        return 130
+    if args.host not in LOOPBACK and auth is None:
+        say(
+            f"WARNING: listening on {args.host} WITHOUT A PASSWORD (--open): anyone who can reach it can ask questions and add papers"
+        )
     demo = build_app(lib, concurrency=max(1, args.concurrency))
+    try:
+        _launch(demo, args.host, args.port, auth)
+    except OSError as err:  # taken between the check and now
+        say(f"error: cannot listen on {args.host}:{args.port} ({err}); pick another with --port")
+        return 1
+    say(f"Serving on http://{args.host}:{args.port} (started in {time.perf_counter() - t_start:.1f} s)")
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+    return 0
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on, or None when it can."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(infos[0][4])
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def _launch(demo: gr.Blocks, host: str, port: int, auth: tuple[str, str] | None = None) -> None:
     demo.launch(
-        server_name=args.host,
-        server_port=args.port,
+        auth=auth,
+        server_name=host,
+        server_port=port,
         share=False,
         inbrowser=False,
         show_error=False,
@@ -804,17 +983,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ssr_mode=False,
         pwa=False,
         run_history=False,
-        footer_links=["api", "settings"],
+        footer_links=[],
         theme=_theme(),
         css=CSS,
         head=HEAD,
         prevent_thread_lock=True,
     )
-    say(f"Serving on http://{args.host}:{args.port} (started in {time.perf_counter() - t_start:.1f} s)")
-    try:
-        demo.block_thread()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        demo.close()
-    return 0
