@@ -23,7 +23,7 @@ from rich.table import Table
 
 from rag.errors import RagError
 from rag.library import Library
-from rag.types import Answer
+from rag.types import Answer, FindResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over paper abstracts.")
 out = Console()
@@ -37,7 +37,7 @@ def main(
 ) -> None:
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "chromadb", "bm25s", "sentence_transformers", "urllib3"):
+    for noisy in ("httpx", "chromadb", "bm25s", "sentence_transformers", "urllib3", "mcp"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -74,7 +74,7 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[int, int, str], Non
 @app.command()
 def ingest(
     paths: Annotated[
-        list[Path], typer.Argument(help="Files or folders: page dumps, JSONL, CSV, arXiv snapshots.")
+        list[Path], typer.Argument(help="Files or folders: page dumps, JSONL, CSV, arXiv, .bib, CSL-JSON.")
     ],
     prune: Annotated[bool, typer.Option(help="Remove papers whose source is gone.")] = False,
     rebuild: Annotated[bool, typer.Option(help="Drop the index and build it again.")] = False,
@@ -132,9 +132,15 @@ def find(
     date_to: Annotated[str | None, typer.Option("--to", help="Latest date, YYYY[-MM[-DD]].")] = None,
     source: Annotated[str | None, typer.Option(help="Only papers from this source file name.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    bibtex: Annotated[
+        Path | None, typer.Option("--bibtex", metavar="FILE", help="Also write the found papers as BibTeX.")
+    ] = None,
 ) -> None:
     """Find papers on a topic, ranked, each with the sentence that matches."""
-    result = run(lambda: Library().find(query, k=k, date_from=date_from, date_to=date_to, source=source))
+    lib = run(Library)
+    result = run(lambda: lib.find(query, k=k, date_from=date_from, date_to=date_to, source=source))
+    if bibtex:
+        write_bibtex(lib, result, bibtex)
     if as_json:
         print_json(find_json(result))
         return
@@ -165,6 +171,15 @@ def find_json(result: Any) -> dict[str, Any]:
     }
 
 
+def write_bibtex(lib: Library, result: FindResult | Answer, path: Path) -> None:
+    """`--bibtex FILE`: the found or cited papers as BibTeX; the count goes to stderr, off the JSON."""
+    from rag.bibtex import export
+
+    n = run(lambda: export(lib, result, path))
+    note = "" if n else " (nothing found or cited)"
+    err.print(f"wrote {n} BibTeX entr{'y' if n == 1 else 'ies'} to {escape(str(path))}{note}")
+
+
 def render_answer(answer: Answer) -> None:
     marks = {s.text: s.supported for s in answer.sentences}
     if answer.notice:
@@ -179,6 +194,33 @@ def render_answer(answer: Answer) -> None:
         for s in answer.sources:
             out.print(f"[{s.n}] {escape(s.title)} [dim]({s.date or 'undated'})[/dim]")
     out.print(f"\n[dim]answered by {answer.backend}[/dim]")
+
+
+@app.command("judge")
+def judge_pairs(
+    file: Annotated[
+        Path, typer.Argument(help="JSON lines with claim and source; optionally id, label, kind.")
+    ],
+    judge: Annotated[str, typer.Option("--judge", help="trained (default), lexical or llm.")] = "trained",
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, and a summary object last.")] = False,
+) -> None:
+    """Does each source support its claim? With labels, accuracy, precision and recall per kind."""
+    from rag.judge import judge_file, summary_table
+
+    def line(r: dict[str, Any]) -> None:
+        if "error" in r:
+            err.print(f"[yellow]{escape(str(file))}: line {r['line']} skipped:[/yellow] {escape(r['error'])}")
+        else:
+            sys.stdout.write(
+                json.dumps(r) + "\n" if as_json else f"{r['id']}\t{r['supported']}\t{r['score']:.4f}\n"
+            )
+
+    summary = run(lambda: judge_file(file, judge, on_result=line))
+    if summary is not None:
+        if as_json:
+            sys.stdout.write(json.dumps(summary) + "\n")
+        else:
+            out.print(summary_table(summary))
 
 
 def _history(path: Path | None) -> list[dict[str, str]]:
@@ -203,11 +245,15 @@ def ask(
     date_from: Annotated[str | None, typer.Option("--from", help="Earliest date, YYYY[-MM[-DD]].")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Latest date, YYYY[-MM[-DD]].")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    bibtex: Annotated[
+        Path | None, typer.Option("--bibtex", metavar="FILE", help="Also write the cited papers as BibTeX.")
+    ] = None,
 ) -> None:
     """Answer a question from the indexed abstracts, every sentence cited."""
-    answer = run(
-        lambda: Library().ask(question, history=_history(history), date_from=date_from, date_to=date_to)
-    )
+    lib = run(Library)
+    answer = run(lambda: lib.ask(question, history=_history(history), date_from=date_from, date_to=date_to))
+    if bibtex:
+        write_bibtex(lib, answer, bibtex)
     if as_json:
         print_json(answer)
     else:
@@ -228,6 +274,19 @@ def summarize(
         print_json(answer)
     else:
         render_answer(answer)
+
+
+@app.command()
+def mcp(
+    transport: Annotated[
+        str, typer.Option(help="stdio (an editor or assistant starts `rag mcp`) or streamable-http.")
+    ] = "stdio",
+    port: Annotated[int, typer.Option(help="Port for streamable-http (on 127.0.0.1).")] = 8765,
+) -> None:
+    """Serve the library to coding and writing assistants over the Model Context Protocol."""
+    from rag.mcp_server import serve
+
+    run(lambda: serve(transport, port=port))
 
 
 from evals.cli import eval_command  # noqa: E402

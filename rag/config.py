@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     candidates: int = Field(60, ge=1, description="Chunks each retriever returns before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     weight_dense: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    weight_lexical: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    weight_lexical: float = Field(1.5, ge=0, description="Weight of the BM25 ranking in fusion.")
     evidence_per_paper: int = Field(2, ge=1, description="Best chunks kept per paper as evidence.")
     reranker: Literal["none"] = Field(
         "none",
