@@ -20,7 +20,7 @@ import numpy as np
 from index.ingest import paper_from_metadata
 from rag.citations import ParsedSentence, parse, renumber, with_markers
 from rag.errors import RagError
-from rag.judge import Judge, LexicalJudge
+from rag.judge import Judge, get_judge
 from rag.llm import LLM, LLMError
 from rag.prompts import render
 from rag.retrieve import Filters, sentences
@@ -99,7 +99,7 @@ class Answerer:
         self.settings = lib.settings
         self.embedder = lib.embedder
         self.llm = LLM(self.settings)
-        self.judge: Judge = LexicalJudge(self.embedder)
+        self.judge: Judge = get_judge("trained", self.embedder)
 
     # --- public ---------------------------------------------------------------------
     def ask(self, question: str, history: Sequence[dict[str, str]], filters: Filters) -> Answer:

@@ -37,3 +37,44 @@ def test_disk_filling_up_during_ingest(small_disk, shared_embedder) -> None:
     assert reopened.status().chunks >= 112
     hits = reopened.find("semi-supervised audio classification", k=3).papers
     assert hits and any("audio" in h.paper.title.lower() for h in hits)
+
+
+def test_ingest_killed_20_times_then_finished_equals_a_clean_build(
+    tmp_path, corpus_lib, shared_embedder
+) -> None:
+    """SIGKILL at random moments, 20 times in a row, then a run to the end."""
+    import random
+    import signal
+    import sys
+    import time
+    from collections import Counter
+
+    from index import store
+    from rag.config import PROJECT_ROOT
+
+    data = tmp_path / "data"
+    env = {**os.environ, "RAG_DATA_DIR": str(data)}
+    cmd = [sys.executable, "-m", "rag.cli", "ingest", str(BUNDLED_CORPUS)]
+    rng = random.Random(20)
+    for _ in range(20):
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(2.0, 9.0))  # from model loading to mid-batch writes
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+
+    lib = make_library(data, shared_embedder)
+    col = store.open_collection(lib.settings, create=False)
+    metas = col.get(include=["metadatas"])["metadatas"]
+    per_paper = Counter(m["paper_id"] for m in metas)
+    clean = store.open_collection(corpus_lib.settings, create=False).get(include=["metadatas"])["metadatas"]
+    assert len(per_paper) == 578
+    assert per_paper == Counter(m["paper_id"] for m in clean)  # each paper with exactly its chunks
+    lexical = lib.retriever().lex
+    assert Counter(c.paper_id for c in lexical.chunks) == per_paper  # dense and lexical agree
+    for query in ("sharpness-aware minimization", "speech recognition with self-supervised pre-training"):
+        ours = [h.paper.id for h in lib.find(query, k=10).papers]
+        assert ours == [h.paper.id for h in corpus_lib.find(query, k=10).papers]

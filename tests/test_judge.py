@@ -1,0 +1,271 @@
+"""The trained support judge on real corpus sentences, its factory, and `rag judge`.
+
+The papers used here are from the half of the corpus the judge was NOT trained on
+(`evals/datasets/train-papers.txt` lists the other half), and none of them is in the
+hand-labelled held-out pairs either: the claims below were written for these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.errors import RagError
+from rag.judge import JUDGES, LexicalJudge, TrainedJudge, Verdict, get_judge, judge_lines, summarise
+from rag.retrieve import sentences
+from tests.conftest import write_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def judge(shared_embedder) -> TrainedJudge:
+    j = get_judge("trained", shared_embedder)
+    assert isinstance(j, TrainedJudge)
+    return j
+
+
+@pytest.fixture(scope="module")
+def abstract(corpus_papers):
+    def find(prefix: str) -> str:
+        (paper,) = [p for p in corpus_papers if p.title.startswith(prefix)]
+        return paper.abstract
+
+    return find
+
+
+def test_held_out_papers_are_not_training_papers():
+    train = (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8")
+    for prefix in ("Galactic", "Mixed Autoencoder", "HippoRAG", "Unsupervised Data Augmentation"):
+        assert prefix not in train
+
+
+# --- each error kind caught, paraphrases accepted ------------------------------------------
+GALACTIC_PARAPHRASES = [
+    "On an 8-GPU node, Galactic simulates more than 421,000 steps per second, 54 times faster than Habitat 2.0.",
+    "With Galactic, a mobile pick skill can be trained to over 80% accuracy in less than 16 minutes.",
+    "The largest rearrangement experiment run with Galactic used 5B steps of experience, equivalent to 20 years of robot experience.",
+]
+UDA_PARAPHRASES = [
+    "Replacing simple noising operations with advanced augmentation such as RandAugment and back-translation "
+    "brings substantial improvements on six language and three vision tasks.",
+    "With only 20 labeled examples, the method reaches an error rate of 4.20 on IMDb text classification.",
+]
+
+
+@pytest.mark.parametrize("claim", GALACTIC_PARAPHRASES)
+def test_paraphrases_accepted(judge, abstract, claim):
+    v = judge.supports(claim, [abstract("Galactic")])
+    assert v.supported, v
+
+
+@pytest.mark.parametrize("claim", UDA_PARAPHRASES)
+def test_more_paraphrases_accepted(judge, abstract, claim):
+    v = judge.supports(claim, [abstract("Unsupervised Data Augmentation")])
+    assert v.supported, v
+
+
+@pytest.mark.parametrize(
+    ("prefix", "claim"),
+    [
+        # a changed number (54x -> 45x; and a figure of the same abstract moved to another result)
+        (
+            "Galactic",
+            "Galactic achieves over 421,000 steps-per-second on an 8-GPU node, which is 45x faster than Habitat 2.0.",
+        ),
+        ("Galactic", "Galactic can train a mobile pick skill to >80% accuracy in under 46 minutes."),
+        # a swapped dataset / method name
+        ("Mixed Autoencoder", "MixedAE outperforms MAE by +1.7 mIoU on Cityscapes with a standard ViT-Base."),
+        (
+            "Galactic",
+            "Galactic achieves over 421,000 steps-per-second on an 8-GPU node, 54x faster than Isaac Gym.",
+        ),
+        # a reversed comparison / negation
+        ("Galactic", "In simulation speed, Galactic is 54x slower than Habitat 2.0."),
+        (
+            "Mixed Autoencoder",
+            "Naive mixing improves MAE's performance because it reduces mutual information.",
+        ),
+        # an overclaim
+        ("Mixed Autoencoder", "MixedAE outperforms MAE on every downstream task and with every backbone."),
+        ("HippoRAG", "HippoRAG always outperforms all existing retrieval methods on every benchmark."),
+        # a sentence from another paper
+        (
+            "HippoRAG",
+            "Galactic achieves over 421,000 steps-per-second (SPS) on an 8-GPU node, which is 54x faster than Habitat 2.0.",
+        ),
+        (
+            "Galactic",
+            "On the IMDb text classification dataset, with only 20 labeled examples, the method achieves an error rate of 4.20.",
+        ),
+    ],
+)
+def test_errors_caught(judge, abstract, prefix, claim):
+    v = judge.supports(claim, [abstract(prefix)])
+    assert not v.supported, v
+
+
+def test_verbatim_sentences_supported(judge, abstract):
+    """Extractive answers quote the source: every sentence of these abstracts must pass."""
+    for prefix in ("Galactic", "Mixed Autoencoder", "HippoRAG", "Unsupervised Data Augmentation"):
+        text = abstract(prefix)
+        for s in sentences(text):
+            if len(s.split()) >= 5:
+                assert judge.supports(s, [text]).supported, s
+
+
+def test_several_sources_and_edge_cases(judge, abstract):
+    galactic, uda = abstract("Galactic"), abstract("Unsupervised Data Augmentation")
+    claim = "Galactic achieves over 108,000 SPS for simulation plus RL, 88x faster than Habitat 2.0."
+    assert judge.supports(claim, [uda, galactic]).supported
+    assert not judge.supports(claim, [uda]).supported
+    assert judge.supports(claim, []) == Verdict(False, 0.0)
+    assert judge.supports("", [galactic]) == Verdict(False, 0.0)
+
+
+def test_score_is_a_probability_and_verdict_follows_it(judge, abstract):
+    text = abstract("HippoRAG")
+    for claim in [*sentences(text)[:3], "HippoRAG is 100 times slower than IRCoT."]:
+        v = judge.supports(claim, [text])
+        assert 0.0 <= v.score <= 1.0
+        assert v.supported == (v.score >= judge.threshold)
+
+
+def test_latency_per_pair_with_cached_sources(judge, abstract):
+    """Answers judge many sentences against the same sources: those cost one claim embedding each."""
+    text = abstract("HippoRAG")
+    judge.supports("warm up", [text])
+    claims = [f"HippoRAG is {n} times cheaper than iterative retrieval." for n in range(20)]
+    t0 = time.perf_counter()
+    for c in claims:
+        judge.supports(c, [text])
+    per_pair_ms = (time.perf_counter() - t0) / len(claims) * 1000
+    assert per_pair_ms < 250  # a few ms on an idle 2-core machine; generous for a loaded one
+
+
+# --- factory ---------------------------------------------------------------------------------
+def test_get_judge(shared_embedder):
+    assert JUDGES == ("trained", "lexical", "llm")
+    assert isinstance(get_judge("lexical", shared_embedder), LexicalJudge)
+    assert get_judge("trained", shared_embedder).name == "trained"
+    with pytest.raises(RagError, match="unknown judge"):
+        get_judge("nope", shared_embedder)
+    with pytest.raises(RagError, match="LLM"):
+        get_judge("llm", shared_embedder)
+
+
+def test_answerer_uses_trained_judge():
+    src = (ROOT / "rag" / "answer.py").read_text(encoding="utf-8")
+    assert 'get_judge("trained", self.embedder)' in src
+
+
+def test_model_file_is_small_and_matches_features():
+    from rag.judge import MODEL_PATH
+    from rag.judge_features import FEATURES
+
+    model = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+    assert model["features"] == FEATURES
+    assert len(model["coef"]) == len(model["mean"]) == len(model["scale"]) == len(FEATURES)
+    assert MODEL_PATH.stat().st_size < 100_000
+
+
+def test_model_loads_offline_from_a_fresh_setup(tmp_path):
+    """A new process with an empty Hugging Face cache and the hub switched off judges a pair."""
+    code = (
+        "from index.embedding import Embedder\n"
+        "from rag.config import Settings\n"
+        "from rag.judge import get_judge\n"
+        "j = get_judge('trained', Embedder(Settings().embed_model))\n"
+        "src = 'We train a model on 5 datasets. It reaches 91% accuracy on CIFAR-10.'\n"
+        "print(j.supports('It reaches 91% accuracy on CIFAR-10.', [src]).supported,"
+        " j.supports('It reaches 19% accuracy on CIFAR-10.', [src]).supported)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "HF_", "TRANSFORMERS_"))}
+    env.update(
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), RAG_DATA_DIR=str(tmp_path)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "False"]
+    assert not (tmp_path / "hf" / "hub").exists() or not any((tmp_path / "hf" / "hub").iterdir())
+
+
+# --- `rag judge FILE.jsonl` ------------------------------------------------------------------
+def test_judge_lines_report_malformed_lines(judge):
+    src = "We train a model on 5 datasets. It reaches 91% accuracy on CIFAR-10."
+    lines = [
+        json.dumps(
+            {"id": "a", "claim": "It reaches 91% accuracy on CIFAR-10.", "source": src, "label": True}
+        ),
+        "{not json",
+        "",
+        json.dumps({"id": "b", "claim": "x"}),
+        json.dumps({"id": "c", "claim": "It reaches 91% accuracy.", "source": src, "label": "yes"}),
+        json.dumps(
+            {"claim": "It reaches 19% accuracy on CIFAR-10.", "source": src, "label": False, "kind": "number"}
+        ),
+    ]
+    results = list(judge_lines(judge, lines))
+    assert [r.get("id") or r["line"] for r in results] == ["a", 2, 4, 5, "line-6"]
+    assert "source" in results[2]["error"] and "label" in results[3]["error"]
+    summary = summarise(results, "trained")
+    assert summary is not None
+    assert summary["overall"]["n"] == 2 and summary["overall"]["accuracy"] == 1.0
+    assert summary["by_kind"]["number"] == {"n": 1, "accuracy": 1.0, "precision": None, "recall": None}
+    assert summary["errors"] == 3
+
+
+def test_rag_judge_command(tmp_path, monkeypatch, shared_embedder, abstract):
+    import index.embedding
+    from rag.cli import app
+
+    monkeypatch.setattr(index.embedding, "Embedder", lambda name: shared_embedder)
+    src = abstract("Galactic")
+    path = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {
+                "id": "ok",
+                "claim": GALACTIC_PARAPHRASES[0],
+                "source": src,
+                "label": True,
+                "kind": "paraphrase",
+            },
+            {
+                "id": "bad",
+                "claim": "Galactic is 54x slower than Habitat 2.0.",
+                "source": src,
+                "label": False,
+                "kind": "negation",
+            },
+        ],
+    )
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"id": "broken", "claim": \n')
+        f.write(json.dumps({"id": "late", "claim": "Galactic is fast.", "source": src}) + "\n")
+
+    res = CliRunner().invoke(app, ["judge", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+    assert [x.get("id") for x in lines[:3]] == ["ok", "bad", "late"]
+    assert lines[0]["supported"] is True and lines[1]["supported"] is False
+    assert lines[-1]["summary"] is True and lines[-1]["overall"]["accuracy"] == 1.0
+    assert set(lines[-1]["by_kind"]) == {"paraphrase", "negation"}
+    assert "line 3" in res.stderr
+
+    res = CliRunner().invoke(app, ["judge", str(path)])
+    assert res.exit_code == 0
+    assert "ok\tTrue" in res.stdout and "accuracy" in res.stdout and "negation" in res.stdout
+    assert "line 3" in res.stderr
+
+    res = CliRunner().invoke(app, ["judge", str(tmp_path / "missing.jsonl")])
+    assert res.exit_code == 1 and "cannot read" in res.stderr
