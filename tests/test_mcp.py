@@ -50,6 +50,15 @@ BAD_CALLS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
+def in_own_thread(async_fn: Any) -> Any:
+    """anyio.run in a fresh thread: the browser tests' Playwright keeps an event loop running in the
+    main thread for the whole session, and a second loop cannot run there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(anyio.run, async_fn).result()
+
+
 def _server_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_") and k != "OPENAI_API_KEY"}
     env.update(
@@ -90,7 +99,7 @@ def mcp_session(corpus_lib, tmp_path_factory) -> dict[str, Any]:
                     got["bad"][name] = await client.call_tool(tool, args)
                 got["find_after"] = await client.call_tool("find_papers", {"query": QUERY, "k": 5})
 
-    anyio.run(scenario)
+    in_own_thread(scenario)
     got["stderr"] = log_path.read_text(errors="replace")
     return got
 
@@ -186,7 +195,7 @@ def _call_in_process(factory: Any, tool: str, args: dict[str, Any]) -> Any:
         async with Client(build_server(factory)) as client:
             return await client.call_tool(tool, args)
 
-    return anyio.run(call)
+    return in_own_thread(call)
 
 
 def test_an_empty_index_is_a_tool_error_that_says_what_to_do(empty_lib) -> None:
