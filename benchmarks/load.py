@@ -466,6 +466,7 @@ def main() -> int:
         "wall_seconds": round(wall, 1),
         "warmup_seconds": round(warmup_s, 1),
         "app_concurrency": args.concurrency or 2,
+        "app_malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")} if proc else None,
         "cpus": os.cpu_count(),
         "requests": requests,
         "verify_requests": sum(u.verify_requests for u in users),

@@ -343,7 +343,7 @@ class _LeanChroma(ChromaVectorStore):
         self.flat_metadata = False  # list-valued metadata (sources), filtered with `$contains`
         self._clock = clock
 
-    def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         start = time.perf_counter()
         ids = [n.node_id for n in nodes]
         if nodes:
@@ -412,11 +412,15 @@ class Indexer:
         return _State(self.docstore_path).docstore
 
     def paper_count(self, col: Any | None = None) -> int:
-        """Papers in the collection, from its metadata (right on any machine, ingesting or not)."""
+        """Papers in the collection, from its metadata: right on any machine, ingesting or not
+        (a collection last written before that was recorded falls back to the local docstore)."""
         col = col if col is not None else self.open_collection(create=False)
         if col is None:
             return 0
-        return int((col.metadata or {}).get("papers", 0))
+        recorded = (col.metadata or {}).get(store.PAPERS)
+        if recorded is not None:
+            return int(recorded)
+        return len(self._load_docstore().get_all_document_hashes())
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -505,6 +509,7 @@ class Indexer:
     ) -> IngestReport:
         clock: dict[str, float] = defaultdict(float)
         col = self.open_collection(create=True)
+        assert col is not None  # created when missing
         t = time.perf_counter()
         clock["recovery"] = 0.0 if self._recover(col, state) == "journal" else 1.0
         clock["recover_s"] = time.perf_counter() - t
@@ -642,7 +647,10 @@ class Indexer:
             self._add_chunks(lex, page)
         if len(lex) != col.count():
             self._sync_ids(col, lex)
-        lex.merge() if fresh else lex.maybe_merge()
+        if fresh:
+            lex.merge()
+        else:
+            lex.maybe_merge()
         lex.generation = current
         # Chunks of an ingest still running (or interrupted) are read again next time.
         lex.watermark = ingesting or current

@@ -13,12 +13,15 @@ else. Only the markup written in this module is live.
 from __future__ import annotations
 
 import argparse
+import atexit
+import hashlib
 import html
 import logging
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -33,6 +36,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import gradio as gr  # noqa: E402
 
+from rag.bibtex import paper_ids as bib_paper_ids  # noqa: E402
+from rag.bibtex import to_bibtex  # noqa: E402
 from rag.citations import MARKER  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.library import Library  # noqa: E402
@@ -384,6 +389,33 @@ class WebApp:
 
     def __init__(self, lib: Library) -> None:
         self.lib = lib
+        self._exports: Path | None = None
+
+    # --- BibTeX downloads --------------------------------------------------------------
+    def bibtex_download(self, paper_ids: list[str]) -> Any:
+        """The papers as a `.bib` download button, hidden when there are none.
+
+        The file goes to a per-process temporary folder (Gradio serves files from the
+        temp dir and copies them into its own cache); its name is a hash of the content,
+        so asking the same thing twice writes one file, and the folder goes at exit.
+        """
+        hidden = gr.DownloadButton(value=None, visible=False)
+        if not paper_ids:
+            return hidden
+        try:
+            text = to_bibtex(self.lib.get_paper(pid) for pid in paper_ids)
+        except RagError as err:  # a paper pruned since the search: no download, not an error page
+            log.warning("no BibTeX download: %s", err)
+            return hidden
+        if self._exports is None:
+            self._exports = Path(tempfile.mkdtemp(prefix="rag-bib-"))
+            atexit.register(shutil.rmtree, self._exports, True)
+        path = self._exports / f"sources-{hashlib.sha1(text.encode()).hexdigest()[:12]}.bib"
+        path.write_text(text, encoding="utf-8")
+        n = len(paper_ids)
+        return gr.DownloadButton(
+            value=str(path), visible=True, label=f"Download {n} source{'s' * (n != 1)} (.bib)"
+        )
 
     # --- ask ---------------------------------------------------------------------------
     def ask(
@@ -393,14 +425,16 @@ class WebApp:
         history: list[dict[str, str]],
         date_from: str,
         date_to: str,
-    ) -> Iterator[tuple[Any, list[dict[str, Any]], list[dict[str, str]]]]:
+    ) -> Iterator[tuple[Any, list[dict[str, Any]], list[dict[str, str]], list[str]]]:
+        """Stream the answer into the chat; the last item is the ids of the papers it cites."""
         question = (question or "").strip()
         if not question:
-            yield "", chat, history
+            yield "", chat, history, []
             return
         chat = [*chat, {"role": "user", "content": render_user(question)}]
         chat.append({"role": "assistant", "content": render_partial("")})
-        yield "", chat, history
+        yield "", chat, history, []
+        cited: list[str] = []
         try:
             answer: Answer | None = None
             text, last = "", 0.0
@@ -416,7 +450,7 @@ class WebApp:
                 if now - last >= STREAM_INTERVAL:
                     last = now
                     chat[-1] = {"role": "assistant", "content": render_partial(text)}
-                    yield "", chat, history
+                    yield "", chat, history, []
             if answer is None:
                 raise RagError("the answerer finished without an answer")
             nearest: list[PaperHit] = []
@@ -424,6 +458,7 @@ class WebApp:
                 nearest = self._nearest(question, date_from, date_to)
             scope = _filters_note(_date(date_from), _date(date_to))
             chat[-1] = {"role": "assistant", "content": render_answer(answer, nearest, scope)}
+            cited = bib_paper_ids(answer)
             history = [
                 *history,
                 {"role": "user", "content": question},
@@ -434,7 +469,7 @@ class WebApp:
         except Exception as err:  # a bug must not leave the chat hanging
             log.exception("ask failed")
             chat[-1] = {"role": "assistant", "content": render_error(_internal(err))}
-        yield "", chat, history
+        yield "", chat, history, cited
 
     def _nearest(self, query: str, date_from: str, date_to: str) -> list[PaperHit]:
         try:
@@ -705,6 +740,14 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
                             scale=8,
                         )
                         clear = gr.Button("New chat", variant="secondary", scale=1, min_width=100)
+                    cited_ids = gr.State([])
+                    ask_bib = gr.DownloadButton(
+                        "Download sources (.bib)",
+                        visible=False,
+                        size="sm",
+                        variant="secondary",
+                        elem_id="rag-ask-bib",
+                    )
                 with gr.Tab("Find papers", id="find", elem_id="tab-find"):
                     with gr.Row(equal_height=True):
                         query = gr.Textbox(
@@ -733,6 +776,15 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
                             scale=0,
                             min_width=190,
                             elem_id="rag-summarize-found",
+                        )
+                        find_bib = gr.DownloadButton(
+                            "Download results (.bib)",
+                            visible=False,
+                            size="sm",
+                            variant="secondary",
+                            scale=0,
+                            min_width=190,
+                            elem_id="rag-find-bib",
                         )
                     found_summary = gr.HTML(elem_id="rag-found-summary", visible=False)
                     results = gr.HTML(elem_id="rag-results")
@@ -771,14 +823,14 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
         # --- events ----------------------------------------------------------------------
         model_jobs: dict[str, Any] = {"concurrency_limit": concurrency, "concurrency_id": "model"}
         ask_inputs = [question, chatbot, history, date_from, date_to]
-        ask_outputs = [question, chatbot, history]
+        ask_outputs = [question, chatbot, history, cited_ids]
         asking = question.submit(
             lambda: gr.Textbox(submit_btn=False, stop_btn=True), None, [question], queue=False
         )
         ask_event = asking.then(app.ask, ask_inputs, ask_outputs, show_progress="minimal", **model_jobs)
         ask_event.then(
             lambda: gr.Textbox(submit_btn="Ask", stop_btn=False), None, [question], queue=False
-        ).then(None, None, None, js=SHOW_LAST_QUESTION)
+        ).then(None, None, None, js=SHOW_LAST_QUESTION).then(app.bibtex_download, [cited_ids], [ask_bib])
 
         def example_question(evt: gr.SelectData) -> str:
             value = evt.value
@@ -792,15 +844,25 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
         )
         example_ask.then(
             lambda: gr.Textbox(submit_btn="Ask", stop_btn=False), None, [question], queue=False
-        ).then(None, None, None, js=SHOW_LAST_QUESTION)
+        ).then(None, None, None, js=SHOW_LAST_QUESTION).then(app.bibtex_download, [cited_ids], [ask_bib])
         question.stop(
             lambda: gr.Textbox(submit_btn="Ask", stop_btn=False),
             None,
             [question],
             cancels=[ask_event, example_ask],
         )
-        clear.click(lambda: ([], [], ""), None, [chatbot, history, question], queue=False)
-        chatbot.clear(lambda: [], None, [history], queue=False)
+        clear.click(
+            lambda: ([], [], "", [], gr.DownloadButton(visible=False)),
+            None,
+            [chatbot, history, question, cited_ids, ask_bib],
+            queue=False,
+        )
+        chatbot.clear(
+            lambda: ([], [], gr.DownloadButton(visible=False)),
+            None,
+            [history, cited_ids, ask_bib],
+            queue=False,
+        )
 
         find_inputs = [query, k, date_from, date_to]
         for trigger in (query.submit, search.click):
@@ -809,7 +871,7 @@ def build_app(lib: Library, concurrency: int = 2) -> gr.Blocks:
                 [found_ids],
                 [summarize_found, found_summary],
                 queue=False,
-            )
+            ).then(app.bibtex_download, [found_ids], [find_bib])
         summarize_found.click(
             lambda: gr.HTML('<div class="rag-muted">Summarizing…</div>', visible=True),
             None,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from typing import Any
 import pytest
 
 from rag.config import PROJECT_ROOT, Settings
+from tests.servers import free_port
 
 CACHE_DIR = PROJECT_ROOT / ".rag" / "test-cache"
 MODEL_ALIAS = "gemma3-270m"
@@ -111,12 +111,6 @@ def chat_template_path() -> Path:
         except ValueError:
             pass
     return _write_atomic(target, lambda tmp: tmp.write_text(json.dumps(config), encoding="utf-8"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_command(port: int, threads: int = SERVER_THREADS) -> list[str]:

@@ -74,9 +74,7 @@ def test_ask_then_find(app_url, page):
     seconds = time.monotonic() - t0
     assert answer.locator(".rag-error").count() == 0, answer.inner_text()
     text = answer.locator(".rag-text").first.inner_text()
-    cited = sorted(
-        {int(n) for group in re.findall(r"\[([\d,\s–-]+)\]", text) for n in re.findall(r"\d+", group)}
-    )
+    cited = sorted(cited_numbers(text))
     assert cited, f"no [n] citations in the answer: {text!r}"
     sources = {
         int(src.locator(".rag-src-n").inner_text()): src
@@ -128,6 +126,52 @@ def test_ask_then_find(app_url, page):
     shot(page, "app-summarize")
     assert_offline(page)
     assert page.dialogs == []
+
+
+def cited_numbers(text: str) -> set[int]:
+    return {int(n) for group in re.findall(r"\[([\d,\s–-]+)\]", text) for n in re.findall(r"\d+", group)}
+
+
+def download_titles(page, button: str, tmp_path) -> list[str]:
+    """Click a .bib download button; the titles the project's own .bib loader reads back."""
+    from index.loaders import load_file
+
+    page.locator(button).wait_for(state="visible", timeout=30_000)
+    with page.expect_download() as info:
+        page.locator(button).click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    assert path.suffix == ".bib", path
+    papers, problems = load_file(path)
+    assert problems == []
+    return [" ".join(p.title.split()) for p in papers]
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+def test_answer_and_find_results_download_as_bibtex(app_url, page, tmp_path):
+    open_app(page, app_url)
+    assert page.locator("#rag-ask-bib").is_hidden()  # nothing to download before an answer
+    answer = ask(page, "What is the goal of dataset distillation?")
+    cited = cited_numbers(answer.locator(".rag-text").first.inner_text())
+    assert cited
+    titles = {
+        int(src.locator(".rag-src-n").inner_text()): " ".join(
+            src.locator(".rag-src-title").inner_text().split()
+        )
+        for src in answer.locator(".rag-sources .rag-src").all()
+    }
+    got = download_titles(page, "#rag-ask-bib", tmp_path)
+    assert sorted(got) == sorted(titles[n] for n in cited)
+
+    open_tab(page, "Find papers")
+    query = page.locator("#rag-query textarea, #rag-query input").first
+    query.fill("video-text retrieval")
+    query.press("Enter")
+    page.locator("#rag-results .rag-hit").first.wait_for(timeout=ANSWER_TIMEOUT)
+    hits = [" ".join(t.split()) for t in page.locator("#rag-results .rag-hit-title").all_inner_texts()]
+    assert download_titles(page, "#rag-find-bib", tmp_path) == hits  # same papers, same order
+    assert_offline(page)
 
 
 @pytest.mark.browser

@@ -16,7 +16,8 @@ from collections.abc import Callable, Generator, Iterator
 import pytest
 
 from rag.llm import LLM, LLMError
-from tests.fixtures_llm import MODEL_ALIAS, free_port, llm_settings
+from tests.fixtures_llm import MODEL_ALIAS, llm_settings
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.timeout(120)]
 

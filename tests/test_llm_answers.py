@@ -19,7 +19,8 @@ from rag.llm import LLM
 from rag.retrieve import Filters
 from rag.types import Answer, Source
 from tests.conftest import make_library, write_jsonl
-from tests.fixtures_llm import MODEL_ALIAS, free_port, llm_overrides
+from tests.fixtures_llm import MODEL_ALIAS, llm_overrides
+from tests.servers import free_port
 
 # Generous: the first test also waits for the session's corpus index (minutes on a busy machine).
 pytestmark = [pytest.mark.llm, pytest.mark.timeout(1200)]

@@ -7,64 +7,26 @@ the same port and path, the SAME Library object answers again, without being reb
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from rag.errors import RagError
 from tests.conftest import make_library, write_jsonl
-from tests.test_server_mode import CHROMA, free_port, records
+from tests.servers import chroma_server, free_port
+from tests.test_server_mode import records
 
 #: A query against a dead server must fail within this many seconds (connection refused is instant;
 #: the store's connect timeout is 5 s).
 DOWN_BOUND = 20.0
 PAPERS = 20
-
-
-@contextlib.contextmanager
-def chroma_at(path: Path, port: int) -> Iterator[subprocess.Popen]:
-    """`chroma run` on a GIVEN loopback port (tests/test_server_mode.chroma_server picks its own
-    port, and a restart must come back on the same one), up once its heartbeat answers."""
-    log = path.with_suffix(".log")
-    with log.open("a") as out:
-        proc = subprocess.Popen(
-            [str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"chroma run did not answer within 60 s: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def bounded(fn: Callable[[], Any], seconds: float = DOWN_BOUND) -> tuple[Any, BaseException | None, float]:
@@ -102,7 +64,7 @@ def test_server_restart_during_queries(tmp_path, shared_embedder, corpus_papers)
     def top_ids() -> list[str]:
         return [lib.find(p.title, k=1).papers[0].paper.id for p in probes]
 
-    with chroma_at(server_path, port) as proc:
+    with chroma_server(server_path, port) as (_, proc):
         report = lib.ingest([write_jsonl(tmp_path / "papers.jsonl", records(corpus_papers, 0, PAPERS))])
         assert report.added == PAPERS
         before = top_ids()
@@ -146,7 +108,7 @@ def test_server_restart_during_queries(tmp_path, shared_embedder, corpus_papers)
     print(f"\nwhile down: {message}")
     time.sleep(1.0)  # the background loop sees the dead server too
 
-    with chroma_at(server_path, port):
+    with chroma_server(server_path, port):
         restarted_at = time.monotonic()
         # The same Library object answers again: no new Library, no restart of anything but Chroma.
         deadline = time.monotonic() + DOWN_BOUND
