@@ -11,7 +11,9 @@ superlatives the source lacks) and combines them with the logistic regression st
 `rag/judge_model.json` (fitted by `python -m evals.judge_train` on synthetic pairs from
 the train half of the corpus). Its score is the probability that the source supports
 the sentence. Source sentences and their embeddings are cached, so judging many
-sentences against the same sources costs one claim embedding each.
+sentences against the same sources costs one claim embedding each. A model fitted with
+`python -m evals.judge_train --cross` (experimental, not shipped: it did not beat the
+features alone) also reads the logit of a small cross-encoder in `rag/judge_model/`.
 
 `lexical` (the word-overlap baseline) combines two signals, both computed on the source
 sentence that best matches the claim and on the sources as a whole:
@@ -102,9 +104,22 @@ class LLMJudge:
 
     def supports(self, sentence: str, sources: list[str]) -> Verdict:
         prompt = render("judge", claim=sentence, sources="\n\n".join(sources))
-        reply = self.llm.complete([{"role": "user", "content": prompt}]).strip().lower()
-        yes = reply.startswith("yes")
+        yes = parse_verdict(self.llm.complete([{"role": "user", "content": prompt}]))
         return Verdict(yes, 1.0 if yes else 0.0)
+
+
+def parse_verdict(reply: str) -> bool:
+    """The LLM judge's reply as a verdict: its first word must be "yes" or "no" (case, markup and
+    punctuation aside). Anything else (an empty reply, "maybe", an essay) is an LLMError of kind
+    "malformed", not a "no": callers count it as an error instead of an unsupported claim."""
+    from rag.llm import LLMError
+
+    first = re.match(r"\W*([A-Za-z]+)", reply or "")
+    word = first.group(1).lower() if first else ""
+    if word in ("yes", "no"):
+        return word == "yes"
+    shown = " ".join(reply.split())[:80] if reply else ""
+    raise LLMError(f"the LLM judge answered neither yes nor no: {shown!r}", kind="malformed")
 
 
 class TrainedJudge:
@@ -124,10 +139,23 @@ class TrainedJudge:
             raise RagError(
                 f"cannot load the judge model {model_path}: {e}; rebuild it with `python -m evals.judge_train`"
             ) from e
-        if model.get("features") != FEATURES:
+        uses_cross = model.get("features") == [*FEATURES, "cross"]
+        if model.get("features") != FEATURES and not uses_cross:
             raise RagError(
                 f"{model_path} was fitted on other features; rebuild it with `python -m evals.judge_train`"
             )
+        self.cross = None
+        self.evidence_k = int(model.get("meta", {}).get("evidence_sentences", 2))
+        if uses_cross:
+            from rag.judge_features import CROSS_DIR, CrossEncoder
+
+            try:
+                self.cross = CrossEncoder(CROSS_DIR)
+            except (OSError, ValueError, KeyError) as e:
+                raise RagError(
+                    f"cannot load the judge's cross-encoder from {CROSS_DIR}: {e}; "
+                    "rebuild it with `python -m evals.judge_train`"
+                ) from e
         self.mean = np.array(model["mean"], dtype=np.float64)
         self.scale = np.array(model["scale"], dtype=np.float64)
         self.coef = np.array(model["coef"], dtype=np.float64)
@@ -137,6 +165,9 @@ class TrainedJudge:
 
     def probability(self, sentence: str, sources: list[str]) -> float:
         x = self.extractor.features(sentence, sources)
+        if self.cross is not None:
+            evidence = self.extractor.evidence(sentence, sources, self.evidence_k)
+            x = np.append(x, float(self.cross.logits([sentence], [evidence])[0]))
         z = float(((x - self.mean) / self.scale) @ self.coef + self.intercept)
         return 1.0 / (1.0 + float(np.exp(-z)))
 

