@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from evals import metrics as M
 from index.papers import normalise_title
+from rag.answer import cited_text
 from rag.errors import RagError
 from rag.judge import Judge, LexicalJudge, LLMJudge, numbers
 from rag.types import Answer
@@ -398,7 +399,7 @@ def _cited_texts(lib: Any, question: str, answer: Answer) -> dict[int, str]:
     for s in answer.sources:
         hit = hits.get(s.paper_id)
         chunks = hit.chunks if hit else lib.retriever().paper_chunks(s.paper_id)
-        out[s.n] = " ".join(c.text for c in sorted(chunks, key=lambda c: c.position)) or s.snippet
+        out[s.n] = cited_text(s.title, chunks) if chunks else s.snippet
     return out
 
 

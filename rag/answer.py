@@ -24,7 +24,7 @@ from rag.judge import Judge, get_judge
 from rag.llm import LLM, LLMError
 from rag.prompts import render
 from rag.retrieve import Filters, sentences
-from rag.types import Answer, PaperHit, Sentence, Source
+from rag.types import Answer, Chunk, PaperHit, Sentence, Source
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,34 @@ def _evidence(hit: PaperHit) -> str:
     return " ".join(c.text for c in sorted(hit.chunks, key=lambda c: c.position))
 
 
+def cited_text(title: str, chunks: Sequence[Chunk]) -> str:
+    """What a citation of a paper may rest on: its title and the chunks the answerer was given
+    (the LLM sees both in its source block; stored chunks do not repeat the title)."""
+    body = " ".join(c.text for c in sorted(chunks, key=lambda c: c.position))
+    return f"{title.rstrip('.')}. {body}"
+
+
+#: "G2PTL: A Pre-trained Model for ..." -> "G2PTL": the name a paper's method goes by.
+_SHORT_NAME = re.compile(r"^\s*([^:]{2,40}?)\s*:\s+\S")
+
+
+def short_name(title: str) -> str | None:
+    """The name before a title's colon when it is a name (at most three words), else None."""
+    m = _SHORT_NAME.match(title)
+    return m.group(1) if m and len(m.group(1).split()) <= 3 else None
+
+
+#: Chat-template control tokens of common model families (ChatML, Gemma, Llama 2/3, Mistral):
+#: a server that parses special tokens in the prompt would read them in paper text as turns.
+_CHAT_TOKENS = re.compile(
+    r"<\|[a-z_]{2,20}\|>|</?(start_of_turn|end_of_turn|s)>|\[/?INST\]|<</?SYS>>", re.IGNORECASE
+)
+
+
 def _inert(text: str) -> str:
-    """Paper text cannot open or close a source block: the delimiters are taken out of it."""
+    """Paper text cannot open or close a source block (the delimiters are taken out of it) nor
+    start a chat turn (template control tokens are taken out too)."""
+    text = _CHAT_TOKENS.sub(" ", text)
     return text.replace("<<<", "‹‹‹").replace(">>>", "›››")
 
 
@@ -263,8 +289,24 @@ class Answerer:
         t0: float,
         papers_per_paragraph: int = 0,
     ) -> Answer:
-        """Sentences quoted from abstracts, each citing its paper: supported by construction."""
-        parsed = [ParsedSentence(c.text, [c.paper + 1]) for c in picked]
+        """Sentences quoted from abstracts, each citing its paper: supported by construction.
+
+        A paper's first quoted sentence is led by the paper's short name ("G2PTL: ...") when
+        none of its quoted sentences says it: abstracts often write "we propose a model" and
+        leave the name to the title, and a reader needs to know which method is meant.
+        """
+        named: set[int] = set()
+        texts: list[str] = []
+        for c in picked:
+            text = c.text
+            if c.paper not in named:
+                named.add(c.paper)
+                name = short_name(hits[c.paper].paper.title)
+                mine = " ".join(o.text for o in picked if o.paper == c.paper)
+                if name and name.lower() not in mine.lower():
+                    text = f"{name}: {text}"
+            texts.append(text)
+        parsed = [ParsedSentence(t, [c.paper + 1]) for t, c in zip(texts, picked, strict=True)]
         mapping, _ = renumber(parsed, set(range(1, len(hits) + 1)))
         snippets: dict[int, str] = {}
         for c, p in zip(picked, parsed, strict=True):
@@ -312,7 +354,9 @@ class Answerer:
         sentences_out: list[Sentence] = []
         for s in flat:
             if s.citations:
-                verdict = self.judge.supports(s.text, [_evidence(by_new[n]) for n in s.citations])
+                verdict = self.judge.supports(
+                    s.text, [cited_text(by_new[n].paper.title, by_new[n].chunks) for n in s.citations]
+                )
                 supported: bool | None = verdict.supported
             else:
                 supported = (

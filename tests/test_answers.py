@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from rag.answer import cited_text, short_name
 from rag.judge import LexicalJudge
 from rag.retrieve import Filters
+from rag.types import Chunk
 from tests.conftest import run_cli
 
 
@@ -22,6 +24,34 @@ def test_extractive_answer_cites_retrieved_papers_only(corpus_lib) -> None:
         assert sentence.supported is True
     assert "[1]" in answer.answer
     assert any("Hedgehog" in s.title for s in answer.sources)
+
+
+def test_short_names_come_from_titles_that_have_one() -> None:
+    assert short_name("G2PTL: A Pre-trained Model for Delivery Address") == "G2PTL"
+    assert (
+        short_name("Label-Agnostic Forgetting: A Supervision-Free Unlearning") == "Label-Agnostic Forgetting"
+    )
+    assert short_name("Learning-Rate-Free Learning by D-Adaptation") is None
+    assert short_name("Rethinking the Role of Token Retrieval in Multi-Vector Retrieval: a study") is None
+    chunks = [Chunk(paper_id="p", position=1, text="second."), Chunk(paper_id="p", position=0, text="First.")]
+    assert cited_text("G2PTL: A Model.", chunks) == "G2PTL: A Model. First. second."
+
+
+def test_extractive_answer_names_each_quoted_papers_method(corpus_lib) -> None:
+    """Abstracts often say "we propose a model" and leave the name to the title: every paper the
+    answer quotes is named in its sentences, by the abstract itself or by a lead-in."""
+    for question in (
+        "Is there a pre-trained model specialised for encoding delivery addresses in logistics?",
+        "How can a deep model forget what it learned without any labels?",
+    ):
+        answer = corpus_lib.ask(question)
+        assert not answer.abstained
+        for source in answer.sources:
+            name = short_name(source.title)
+            quoted = " ".join(s.text for s in answer.sentences if source.n in s.citations)
+            if name and quoted:
+                assert name.lower() in quoted.lower(), (name, quoted)
+        assert all(s.supported for s in answer.sentences)
 
 
 def test_off_topic_question_abstains_and_lists_nearest_papers(corpus_lib) -> None:
