@@ -7,13 +7,12 @@ unsupported sentences and by the eval harness for citation precision and recall.
 `trained` (the offline default) computes the features of `rag.judge_features` (MiniLM
 similarity to the best source sentences, content-word coverage, numbers missing or next
 to other words, names missing, negations and antonyms that differ, quantifiers and
-superlatives the source lacks) and combines them with the logistic regression stored in
-`rag/judge_model.json` (fitted by `python -m evals.judge_train` on synthetic pairs from
-the train half of the corpus). Its score is the probability that the source supports
+superlatives the source lacks, names exchanged across a comparison) and combines them with
+the sign-constrained logistic regression stored in `rag/judge_model.json` (fitted by
+`python -m evals.judge_train` on synthetic pairs from the train half of the corpus; its
+threshold chosen on the hand-written dev pairs of `evals/datasets/judge_dev_pairs.jsonl`). Its score is the probability that the source supports
 the sentence. Source sentences and their embeddings are cached, so judging many
-sentences against the same sources costs one claim embedding each. A model fitted with
-`python -m evals.judge_train --cross` (experimental, not shipped: it did not beat the
-features alone) also reads the logit of a small cross-encoder in `rag/judge_model/`.
+sentences against the same sources costs one claim embedding each.
 
 `lexical` (the word-overlap baseline) combines two signals, both computed on the source
 sentence that best matches the claim and on the sources as a whole:
@@ -139,23 +138,10 @@ class TrainedJudge:
             raise RagError(
                 f"cannot load the judge model {model_path}: {e}; rebuild it with `python -m evals.judge_train`"
             ) from e
-        uses_cross = model.get("features") == [*FEATURES, "cross"]
-        if model.get("features") != FEATURES and not uses_cross:
+        if model.get("features") != FEATURES:
             raise RagError(
                 f"{model_path} was fitted on other features; rebuild it with `python -m evals.judge_train`"
             )
-        self.cross = None
-        self.evidence_k = int(model.get("meta", {}).get("evidence_sentences", 2))
-        if uses_cross:
-            from rag.judge_features import CROSS_DIR, CrossEncoder
-
-            try:
-                self.cross = CrossEncoder(CROSS_DIR)
-            except (OSError, ValueError, KeyError) as e:
-                raise RagError(
-                    f"cannot load the judge's cross-encoder from {CROSS_DIR}: {e}; "
-                    "rebuild it with `python -m evals.judge_train`"
-                ) from e
         self.mean = np.array(model["mean"], dtype=np.float64)
         self.scale = np.array(model["scale"], dtype=np.float64)
         self.coef = np.array(model["coef"], dtype=np.float64)
@@ -165,9 +151,6 @@ class TrainedJudge:
 
     def probability(self, sentence: str, sources: list[str]) -> float:
         x = self.extractor.features(sentence, sources)
-        if self.cross is not None:
-            evidence = self.extractor.evidence(sentence, sources, self.evidence_k)
-            x = np.append(x, float(self.cross.logits([sentence], [evidence])[0]))
         z = float(((x - self.mean) / self.scale) @ self.coef + self.intercept)
         return 1.0 / (1.0 + float(np.exp(-z)))
 

