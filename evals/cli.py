@@ -73,7 +73,7 @@ def eval_command(
     judge: Annotated[
         JudgeName,
         typer.Option("--judge", help="Support judge for citation metrics (llm needs RAG_LLM_BASE_URL)."),
-    ] = JudgeName.lexical,
+    ] = JudgeName.trained,
     compare: Annotated[
         Path | None, typer.Option("--compare", help="An earlier run's --out folder: show what changed.")
     ] = None,

@@ -456,7 +456,7 @@ def run_eval(
     *,
     limit: int | None = None,
     retrieval_only: bool = False,
-    judge: str = "lexical",
+    judge: str = "trained",
     compare: str | Path | None = None,
     progress: Progress | None = None,
     calibration: bool = True,
