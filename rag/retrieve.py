@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal, Protocol
 
+import numpy as np
+from chromadb.errors import ChromaError
+
 from index.embedding import Embedder
 from index.ingest import date_num, paper_from_metadata
 from index.lexical import LexicalIndex, tokenize
@@ -26,6 +29,10 @@ from rag.types import Chunk, PaperHit
 
 Mode = Literal["hybrid", "dense", "lexical"]
 MAX_QUERY_CHARS = 2000
+#: Filtered dense search goes to Chroma as a list of the chunk ids the filter keeps when there
+#: are at most this many (see `Retriever._dense`); past that the list costs more than it saves
+#: (and in server mode it travels with every query), so the filter goes to Chroma's `where`.
+FILTER_IDS_MAX = 20_000
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 
 
@@ -126,14 +133,38 @@ class Retriever:
         self.col = col
         self.lex = lexical
 
+    def _allowed_ids(self, filters: Filters) -> list[str] | None:
+        """The chunk ids the filters keep, from the BM25 copy (which holds every chunk's date and
+        sources); None when there are too many to pass as a list."""
+        lo, hi = filters.bounds
+        mask = self.lex.mask(lo, hi, filters.source)
+        rows = np.flatnonzero((mask > 0) & self.lex.live) if mask is not None else np.zeros(0, dtype=int)
+        if len(rows) > FILTER_IDS_MAX:
+            return None
+        return [self.lex.ids[i] for i in rows]
+
     def _dense(self, qvec: list[float], n: int, filters: Filters) -> tuple[list[_ChunkHit], dict[str, Any]]:
         where = filters.where()
-        got = self.col.query(
-            query_embeddings=[qvec],
-            n_results=n,
-            include=["documents", "metadatas", "distances"],
-            **({"where": where} if where else {}),
-        )
+        query = {
+            "query_embeddings": [qvec],
+            "n_results": n,
+            "include": ["documents", "metadatas", "distances"],
+        }
+        got = None
+        if where:
+            # Chroma evaluates `where` by scanning its metadata tables on every query (a date
+            # filter cost 73 ms at 10k papers and about 480 ms at 100k, against 8-10 ms
+            # unfiltered), while a search restricted to ids costs what an unfiltered one does.
+            allowed = self._allowed_ids(filters)
+            if allowed is not None and not allowed:
+                return [], {}
+            if allowed is not None:
+                try:
+                    got = self.col.query(ids=allowed, **query)
+                except ChromaError:  # the BM25 copy names a chunk the collection no longer has
+                    got = None
+        if got is None:
+            got = self.col.query(**query, **({"where": where} if where else {}))
         rows = {}
         hits = []
         for cid, doc, meta, dist in zip(
