@@ -42,6 +42,10 @@ def test_two_machines_share_one_server(tmp_path, shared_embedder, corpus_papers)
             assert [h.paper.id for h in b.find(target.title, k=5, mode=mode).papers] == [
                 h.paper.id for h in a.find(target.title, k=5, mode=mode).papers
             ]
+        # Filters reach the server as the ids b's BM25 copy selects (as `where` past FILTER_IDS_MAX).
+        dated = [p for p in corpus_papers[:16] if p.date and p.date >= "2023"]
+        filtered = b.find(target.title, k=16, mode="dense", date_from="2023").papers
+        assert {h.paper.id for h in filtered} == {p.id for p in dated}
         assert not (tmp_path / "b" / "docstore.sqlite").exists()
         assert (tmp_path / "b" / "bm25" / "index.npz").exists()
         assert b.indexer.paper_count() == 16
