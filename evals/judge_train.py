@@ -409,6 +409,19 @@ def err_overclaim(claim: str, rng: random.Random) -> str | None:
     return claim.rstrip(".") + rng.choice(_OVER_TAILS) + "."
 
 
+def err_of_kind(
+    kind: str, claim: str, abstract: str, other_names: list[str], other_words: list[str], rng: random.Random
+) -> str | None:
+    """`claim` with one error of `kind` (number, swap, negation or overclaim), or None."""
+    if kind == "number":
+        return err_number(claim, abstract, rng)
+    if kind == "swap":
+        return err_swap(claim, abstract, other_names, other_words, rng)
+    if kind == "negation":
+        return err_negation(claim, rng)
+    return err_overclaim(claim, rng)
+
+
 class DiskCachedEmbedder:
     """An embedder that keeps its vectors in a file between runs (`--emb-cache`, for iterating).
 
@@ -506,14 +519,8 @@ def build_pairs(papers: list[Any], embedder: Any, seed: int = SEED) -> list[dict
                 if compares_names and rng.random() < 0.4:
                     kind = "negation"  # names on both sides of a comparison: exchange them
                 base = variant()
-                if kind == "number":
-                    claim = err_number(base, abstracts[i], rng)
-                elif kind == "swap":
-                    claim = err_swap(base, abstracts[i], other_names, other_words, rng)
-                elif kind == "negation":
-                    claim = err_negation(base, rng)
-                elif kind == "overclaim":
-                    claim = err_overclaim(base, rng)
+                if kind != "other_paper":
+                    claim = err_of_kind(kind, base, abstracts[i], other_names, other_words, rng)
                 else:
                     j = rng.choice(neighbours[i][:4])
                     if not sents[j]:
@@ -537,14 +544,7 @@ def build_pairs(papers: list[Any], embedder: Any, seed: int = SEED) -> list[dict
             if other:
                 pairs.append({"paper": paper.title, "claim": other, "label": False, "kind": "other_paper"})
             kind = rng.choice(["number", "swap", "negation", "overclaim"])
-            if kind == "number":
-                bad = err_number(title, abstracts[i], rng)
-            elif kind == "swap":
-                bad = err_swap(title, abstracts[i], other_names, other_words, rng)
-            elif kind == "negation":
-                bad = err_negation(title, rng)
-            else:
-                bad = err_overclaim(title, rng)
+            bad = err_of_kind(kind, title, abstracts[i], other_names, other_words, rng)
             if bad and bad != title:
                 pairs.append({"paper": paper.title, "claim": bad, "label": False, "kind": kind})
     return pairs

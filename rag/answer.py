@@ -55,15 +55,18 @@ class _Candidate:
     order: int
 
 
+def _in_order(chunks: Sequence[Chunk]) -> str:
+    return " ".join(c.text for c in sorted(chunks, key=lambda c: c.position))
+
+
 def _evidence(hit: PaperHit) -> str:
-    return " ".join(c.text for c in sorted(hit.chunks, key=lambda c: c.position))
+    return _in_order(hit.chunks)
 
 
 def cited_text(title: str, chunks: Sequence[Chunk]) -> str:
     """What a citation of a paper may rest on: its title and the chunks the answerer was given
     (the LLM sees both in its source block; stored chunks do not repeat the title)."""
-    body = " ".join(c.text for c in sorted(chunks, key=lambda c: c.position))
-    return f"{title.rstrip('.')}. {body}"
+    return f"{title.rstrip('.')}. {_in_order(chunks)}"
 
 
 #: "G2PTL: A Pre-trained Model for ..." -> "G2PTL": the name a paper's method goes by.

@@ -136,10 +136,12 @@ class Retriever:
 
     def _allowed_ids(self, filters: Filters) -> list[str] | None:
         """The chunk ids the filters keep, from the BM25 copy (which holds every chunk's date and
-        sources); None when there are too many to pass as a list."""
+        sources); None when there is no filter or too many ids to pass as a list."""
         lo, hi = filters.bounds
         mask = self.lex.mask(lo, hi, filters.source)
-        rows = np.flatnonzero((mask > 0) & self.lex.live) if mask is not None else np.zeros(0, dtype=int)
+        if mask is None:
+            return None
+        rows = np.flatnonzero((mask > 0) & self.lex.live)
         if self.settings.chroma_host and len(rows) > FILTER_IDS_MAX:
             return None
         return [self.lex.ids[i] for i in rows]

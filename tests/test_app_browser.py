@@ -53,6 +53,15 @@ def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def find(page, query: str) -> None:
+    """Search in the Find papers tab and wait for the first hit."""
+    open_tab(page, "Find papers")
+    box = page.locator("#rag-query textarea, #rag-query input").first
+    box.fill(query)
+    box.press("Enter")
+    page.locator("#rag-results .rag-hit").first.wait_for(timeout=ANSWER_TIMEOUT)
+
+
 def status_papers(page) -> int:
     text = page.locator("#rag-status .rag-stat b").first.inner_text()
     return int(text.replace(",", ""))
@@ -100,11 +109,7 @@ def test_ask_then_find(app_url, page):
     assert follow.is_visible()
     assert page.locator("#rag-chat .rag-answer:not(.rag-streaming)").count() == 2
 
-    open_tab(page, "Find papers")
-    query = page.locator("#rag-query textarea, #rag-query input").first
-    query.fill("dataset distillation")
-    query.press("Enter")
-    page.locator("#rag-results .rag-hit").first.wait_for(timeout=ANSWER_TIMEOUT)
+    find(page, "dataset distillation")
     hits = page.locator("#rag-results .rag-hit")
     assert hits.count() >= 5
     ranks = [int(r) for r in hits.locator(".rag-hit-rank").all_inner_texts()]
@@ -164,11 +169,7 @@ def test_answer_and_find_results_download_as_bibtex(app_url, page, tmp_path):
     got = download_titles(page, "#rag-ask-bib", tmp_path)
     assert sorted(got) == sorted(titles[n] for n in cited)
 
-    open_tab(page, "Find papers")
-    query = page.locator("#rag-query textarea, #rag-query input").first
-    query.fill("video-text retrieval")
-    query.press("Enter")
-    page.locator("#rag-results .rag-hit").first.wait_for(timeout=ANSWER_TIMEOUT)
+    find(page, "video-text retrieval")
     hits = [" ".join(t.split()) for t in page.locator("#rag-results .rag-hit-title").all_inner_texts()]
     assert download_titles(page, "#rag-find-bib", tmp_path) == hits  # same papers, same order
     assert_offline(page)
@@ -225,11 +226,7 @@ def test_paper_text_renders_as_text(tiny_app_url, page):
     assert notice_box and text_box and notice_box["y"] < text_box["y"]
     assert "answered by extractive" in answer.locator(".rag-backend").inner_text()
     shot(page, "app-ask-fallback")
-    open_tab(page, "Find papers")
-    query = page.locator("#rag-query textarea, #rag-query input").first
-    query.fill("quantum gardening tomato yield watering robots")
-    query.press("Enter")
-    page.locator("#rag-results .rag-hit").first.wait_for(timeout=ANSWER_TIMEOUT)
+    find(page, "quantum gardening tomato yield watering robots")
     page.locator("#rag-results .rag-excerpt summary").first.click()
     time.sleep(0.5)  # let an injected onerror fire if it could
     shot(page, "app-escaping")
