@@ -69,6 +69,10 @@ TRAIN_TITLES = DATASETS / "train-papers.txt"
 PAIRS_OUT = DATASETS / "judge_train_pairs.jsonl"
 HELD_OUT = DATASETS / "judge_pairs.jsonl"
 DEV = DATASETS / "judge_dev_pairs.jsonl"
+HAND = DATASETS / "judge_hand_pairs.jsonl"
+#: One hand-written pair weighs as much as this many synthetic pairs of its kind: the synthetic
+#: pairs teach the features' directions, the hand-written ones how people really reword and err.
+HAND_WEIGHT = 10
 MODEL_OUT = ROOT / "rag" / "judge_model.json"
 SEED = 13
 KINDS = ["number", "swap", "negation", "overclaim", "other_paper"]
@@ -453,6 +457,10 @@ class DiskCachedEmbedder:
 
 
 # --- pairs ------------------------------------------------------------------------------
+def read_pairs(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def train_papers() -> list[Any]:
     papers = merge(load_paths([BUNDLED_CORPUS]).papers)
     titles = {normalise_title(t) for t in TRAIN_TITLES.read_text(encoding="utf-8").splitlines() if t.strip()}
@@ -590,11 +598,13 @@ def fit(
     y: np.ndarray,
     c: float = 1.0,
     kinds: np.ndarray | None = None,
+    multiplicity: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Standardisation + L2 logistic regression with sign constraints (L-BFGS-B, deterministic).
 
     Supported and unsupported pairs weigh half each; with `kinds`, every error kind weighs the
-    same within the unsupported half (the hand-labelled sets have no dominant kind)."""
+    same within the unsupported half (the hand-labelled sets have no dominant kind). Within
+    each of these groups a pair counts `multiplicity` times (hand-written pairs, HAND_WEIGHT)."""
     from scipy.optimize import minimize
 
     features = FEATURES
@@ -602,15 +612,16 @@ def fit(
     scale[scale == 0] = 1.0
     z = (x - mean) / scale
     yb = y.astype(bool)
+    mult = np.ones(len(y)) if multiplicity is None else multiplicity.astype(float)
     w = np.empty(len(y))
-    w[yb] = 0.5 / yb.sum()
+    w[yb] = 0.5 * mult[yb] / mult[yb].sum()
     if kinds is None:
-        w[~yb] = 0.5 / (~yb).sum()
+        w[~yb] = 0.5 * mult[~yb] / mult[~yb].sum()
     else:
         neg_kinds = sorted(set(kinds[~yb]))
         for k in neg_kinds:
             sel = (kinds == k) & ~yb
-            w[sel] = 0.5 / len(neg_kinds) / sel.sum()
+            w[sel] = 0.5 / len(neg_kinds) * mult[sel] / mult[sel].sum()
     w *= len(y)
     t = yb.astype(float)
 
@@ -678,7 +689,7 @@ def set_threshold_on_dev(embedder: Any, model_path: Path = MODEL_OUT) -> None:
     equals), folded into the intercept so that "supported" stays "probability >= 0.5"."""
     from rag.judge import TrainedJudge
 
-    pairs = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    pairs = read_pairs(DEV)
     judge = TrainedJudge(embedder, model_path, threshold=0.0)
     scores = np.array([judge.probability(p["claim"], [p["source"]]) for p in pairs])
     labels = np.array([p["label"] for p in pairs])
@@ -695,7 +706,7 @@ def report_dev(embedder: Any, model_path: Path = MODEL_OUT) -> None:
     """Figures on the hand-written dev pairs (train papers; the model-selection set, never fitted on)."""
     from rag.judge import TrainedJudge
 
-    pairs = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    pairs = read_pairs(DEV)
     judge = TrainedJudge(embedder, model_path)
     right: dict[str, list[bool]] = defaultdict(list)
     for p in pairs:
@@ -708,7 +719,7 @@ def report_dev(embedder: Any, model_path: Path = MODEL_OUT) -> None:
 def evaluate(embedder: Any, model_path: Path = MODEL_OUT) -> None:
     from rag.judge import LexicalJudge, TrainedJudge
 
-    pairs = [json.loads(line) for line in HELD_OUT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    pairs = read_pairs(HELD_OUT)
     trained = TrainedJudge(embedder, model_path)
     lexical = LexicalJudge(embedder)
     rows = []
@@ -768,17 +779,23 @@ def main(argv: list[str] | None = None) -> None:
             f"{len(pairs)} pairs from {len(papers)} train papers -> {PAIRS_OUT.relative_to(ROOT)}",
             Counter(p["kind"] for p in pairs),
         )
+        hand = [dict(p, paper=p["title"]) for p in read_pairs(HAND)]
         sources = {p.title: p.abstract for p in papers}
+        unknown = sorted({p["paper"] for p in hand} - sources.keys())
+        if unknown:
+            sys.exit(f"{HAND}: pairs about papers outside the train half: {unknown[:3]}")
         fx = FeatureExtractor(embedder, cache_size=1_000_000)
-        x = featurise(pairs, sources, fx)
+        x = featurise(pairs + hand, sources, fx)
         if args.emb_cache:
             embedder.save()
-        y = np.array([p["label"] for p in pairs])
+        both = pairs + hand
+        y = np.array([p["label"] for p in both])
+        mult = np.array([1] * len(pairs) + [HAND_WEIGHT] * len(hand))
         # C is chosen on the pairs of 1/5 of the train papers, held back from a first fit
         held = {p.title for k, p in enumerate(papers) if k % 5 == 0}
-        val = np.array([p["paper"] in held for p in pairs])
-        kinds = np.array([p["kind"] for p in pairs])
-        fit_features_only(x, y, val, kinds, args, len(pairs), len(papers), t0)
+        val = np.array([p["paper"] in held for p in both])
+        kinds = np.array([p["kind"] for p in both])
+        fit_features_only(x, y, val, kinds, mult, args, len(pairs), len(hand), len(papers), t0)
         set_threshold_on_dev(embedder, args.out)
         report_dev(embedder, args.out)
     if args.eval or args.eval_only:
@@ -792,24 +809,29 @@ def fit_features_only(
     y: np.ndarray,
     val: np.ndarray,
     kinds: np.ndarray,
+    mult: np.ndarray,
     args: Any,
     n_pairs: int,
+    n_hand: int,
     n_papers: int,
     t0: float,
 ) -> None:
-    """The default: the logistic regression over the features, C chosen on held-back train papers."""
+    """The logistic regression over the features, C chosen on held-back train papers (their
+    synthetic and hand-written pairs alike, each counted as often as in the fit)."""
     best = None
     for c in (0.03, 0.1, 0.3, 1.0, 3.0):
-        m = fit(x[~val], y[~val], c, kinds=kinds[~val])
-        acc = float(((predict(m, x[val]) >= 0.5) == y[val]).mean())
-        print(f"C={c}: synthetic validation accuracy {acc:.3f}")
+        m = fit(x[~val], y[~val], c, kinds=kinds[~val], multiplicity=mult[~val])
+        right = (predict(m, x[val]) >= 0.5) == y[val]
+        acc = float(np.average(right, weights=mult[val]))
+        print(f"C={c}: validation accuracy {acc:.3f}")
         if best is None or acc > best[0] + 1e-9:
             best = (acc, c)
     assert best is not None
-    model = fit(x, y, best[1], kinds=kinds)
+    model = fit(x, y, best[1], kinds=kinds, multiplicity=mult)
     model["meta"] = {
-        "seed": args.seed, "C": best[1], "pairs": n_pairs, "train_papers": n_papers,
-        "synthetic_validation_accuracy": round(best[0], 4), "built_by": "python -m evals.judge_train",
+        "seed": args.seed, "C": best[1], "pairs": n_pairs, "hand_pairs": n_hand,
+        "hand_weight": HAND_WEIGHT, "train_papers": n_papers,
+        "validation_accuracy": round(best[0], 4), "built_by": "python -m evals.judge_train",
     }  # fmt: skip
     args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
     print(f"fitted in {time.perf_counter() - t0:.0f} s -> {args.out}")

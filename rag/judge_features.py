@@ -17,6 +17,8 @@ its words with the source:
               whose antonym the source (or its best sentence) uses instead ("slower" for
               "faster", "increases" for "reduces"), and names on the winning side of a
               comparison that the source puts on the losing side ("B beats A");
+* limitation  words that turn a finding into a limitation ("still requires", "trails", "at the
+              cost of") and contrasts ("only X rather than Y", "like" for "unlike") the source lacks;
 * overclaim   quantifiers, absolutes and superlatives of the claim the source does not
               have ("all", "every", "always", "no loss", "best"; "every task" is fine
               when the source says "each task"), and hedges of the source the claim
@@ -75,6 +77,8 @@ FEATURES = [
     "compare_swapped",
     "num_sent_context_bad",
     "num_pair_split",
+    "limit_added",
+    "contrast_added",
 ]
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-\.+/_]*[A-Za-z0-9%]|[A-Za-z0-9%]")
@@ -84,8 +88,9 @@ _NUMBER_WORDS = {
     "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "fifteen": "15",
     "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50", "hundred": "100",
     "thousand": "1000", "twice": "2", "double": "2", "doubled": "2", "doubles": "2",
-    "triple": "3", "tripled": "3",
+    "triple": "3", "tripled": "3", "pair": "2",
 }  # fmt: skip
+_MAGNITUDE = {"thousand": "k", "million": "m", "billion": "b", "trillion": "t"}
 
 STOP = set(
     """a an the of to in on for and or by with from as at is are was were be been being this that these
@@ -194,18 +199,41 @@ _SCOPE = set(
 )
 
 
+#: Words that turn a finding into a limitation ("still requires", "trails", "falls short", "at the
+#: cost of"): a reversal that needs no antonym of a source word and no "not".
+LIMITATION = set(
+    _stems(
+        """still remain remains require requires required requiring cannot tied trail trails trailing
+        behind short weak weaker poor poorly limit limited limits limitation suffer suffers suffering
+        fail fails failure break breaks struggle struggles lack lacks worse worsen harm harms hurt hurts
+        degrade degrades degraded drawback drawbacks unable costly expensive sacrifice sacrifices
+        sacrificing penalty lag lags lagging little hard harder difficult too must give gives cost
+        uniformly inferior slow slower less lower""".split()  # noqa: SIM905
+    )
+)
+#: Contrasts and restrictions a claim adds to turn a finding round ("only X rather than Y",
+#: "like prior work" for "unlike prior work").
+_CONTRAST = re.compile(
+    r"\b(rather than|instead of|as opposed to|unlike|like|whereas|while|but|although|despite|however|"
+    r"only|same|also|too|both)\b",
+    re.IGNORECASE,
+)
+
 #: "fully supervised", "completely unsupervised": technical adjectives, not absolutes.
 _NOT_CUE_BEFORE = set(_stems("supervised unsupervised connected convolutional differentiable".split()))  # noqa: SIM905
 
 
 def _cue_classes(a: Analysed, source: bool = False) -> set[str]:
     """Overclaim cues as classes ("every" in the claim matches "all" in the source; "each" in the
-    source stands for "every", but a claim saying "each" claims nothing more)."""
+    source stands for "every", but a claim saying "each" claims nothing more). A cue right after a
+    negation claims nothing ("without any labels", "not all tasks")."""
     fs = a.flat_stems
     out = {
         _CLASS_STEMS.get(w, w)
         for i, w in enumerate(fs)
-        if (w in _OVER_STEMS or w in _CLASS_STEMS) and not (i + 1 < len(fs) and fs[i + 1] in _NOT_CUE_BEFORE)
+        if (w in _OVER_STEMS or w in _CLASS_STEMS)
+        and not (i + 1 < len(fs) and fs[i + 1] in _NOT_CUE_BEFORE)
+        and not _NEG_STEMS & set(fs[max(0, i - 2) : i])
     }
     if source and "each" in fs:
         out.add("EACH")
@@ -389,10 +417,14 @@ class Analysed:
         self.content = content(self.stems)
         self.contentset = set(self.content)
         self.numbers = numbers_of(self.words)
-        self.wordset = set(self.words)
-        self.stemset = set(self.stems)
-        self.alnums = {re.sub(r"[^a-z0-9]", "", w) for w in self.words}
         flat = [p for w in self.words for p in re.split(r"[-/]", w) if p]
+        # "8k context-length" has the claim's "8k-context", "three billion" its "3B"
+        scaled = {
+            _NUMBER_WORDS.get(a, a) + _MAGNITUDE[b] for a, b in zip(flat, flat[1:], strict=False) if b in _MAGNITUDE
+        }
+        self.wordset = set(self.words) | set(flat) | scaled
+        self.stemset = set(self.stems)
+        self.alnums = {re.sub(r"[^a-z0-9]", "", w) for w in self.words} | scaled
         self.flat_stems = _stems(flat)
         self.initials = {
             "".join(x[0] for x in flat[i : i + k]) for k in (2, 3, 4, 5, 6) for i in range(len(flat) - k + 1)
@@ -581,10 +613,13 @@ class FeatureExtractor:
 
         superl = superlatives(flat(c.words))
         src_flat = set(flat(s.words))
-        superlative_added = (
-            sum(1 for w in superl if w not in src_flat) if not superlatives(flat(best.words)) else 0
-        )
+        best_ranks = superlatives(flat(best.words)) or {"superior", "optimal"} & best.wordset
+        superlative_added = sum(1 for w in superl if w not in src_flat) if not best_ranks else 0
         hedge_dropped = sum(1 for w in set(best.stems) if w in _HEDGE_STEMS and w not in c.stemset)
+        limit_added = sum(1 for w in set(c.stems) if w in LIMITATION and w not in s.stemset)
+        contrast_added = len(
+            {m.lower() for m in _CONTRAST.findall(claim)} - {m.lower() for m in _CONTRAST.findall(src_text)}
+        )
 
         return np.array(
             [
@@ -620,6 +655,8 @@ class FeatureExtractor:
                 swapped,
                 min(num_sent_bad, 2),
                 num_pair_split,
+                min(limit_added, 3),
+                min(contrast_added, 3),
             ],
             dtype=np.float64,
         )
