@@ -199,6 +199,13 @@ _SCOPE = set(
 )
 
 
+#: Verbs that link a number to what it measures and say nothing of what that is ("spanning 32
+#: cancer types", "reaches 72.2 AP"): a number next to one of them is not tied to another thing.
+_LINKERS = set(
+    _stems(
+        "span spanning across cover covering reach reaching achieve achieving yield obtain attain get score".split()  # noqa: SIM905
+    )
+)
 #: Words that turn a finding into a limitation ("still requires", "trails", "falls short", "at the
 #: cost of"): a reversal that needs no antonym of a source word and no "not".
 LIMITATION = set(
@@ -420,7 +427,9 @@ class Analysed:
         flat = [p for w in self.words for p in re.split(r"[-/]", w) if p]
         # "8k context-length" has the claim's "8k-context", "three billion" its "3B"
         scaled = {
-            _NUMBER_WORDS.get(a, a) + _MAGNITUDE[b] for a, b in zip(flat, flat[1:], strict=False) if b in _MAGNITUDE
+            _NUMBER_WORDS.get(a, a) + _MAGNITUDE[b]
+            for a, b in zip(flat, flat[1:], strict=False)
+            if b in _MAGNITUDE
         }
         self.wordset = set(self.words) | set(flat) | scaled
         self.stemset = set(self.stems)
@@ -561,7 +570,9 @@ class FeatureExtractor:
             loose: set[str] = set()
             for p in src_nums[n]:
                 loose |= _window(s, p, 8)
-            mine = {w for w in _window(c, pos, 2) if len(w) >= 3 and freq.get(w, 0) <= 2}
+            mine = {
+                w for w in _window(c, pos, 2) if len(w) >= 3 and freq.get(w, 0) <= 2 and w not in _LINKERS
+            }
             if any(tight_other.get(w, set()) - {n} and w not in loose for w in mine):
                 num_rebound += 1
         names = list(dict.fromkeys(names_of(claim)))
