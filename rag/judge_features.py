@@ -215,7 +215,8 @@ LIMITATION = set(
         fail fails failure break breaks struggle struggles lack lacks worse worsen harm harms hurt hurts
         degrade degrades degraded drawback drawbacks unable costly expensive sacrifice sacrifices
         sacrificing penalty lag lags lagging little hard harder difficult too must give gives cost
-        uniformly inferior slow slower less lower""".split()  # noqa: SIM905
+        uniformly inferior slow slower less lower burden price exchange overhead downside unimportant
+        irrelevant insufficient""".split()  # noqa: SIM905
     )
 )
 #: Contrasts and restrictions a claim adds to turn a finding round ("only X rather than Y",
@@ -223,6 +224,13 @@ LIMITATION = set(
 _CONTRAST = re.compile(
     r"\b(rather than|instead of|as opposed to|unlike|like|whereas|while|but|although|despite|however|"
     r"only|same|also|too|both)\b",
+    re.IGNORECASE,
+)
+
+#: A claim that a method does as earlier work does, which abstracts mostly say to set it apart.
+_LIKE_PRIOR = re.compile(
+    r"\b(like|as in|as with|similar to|same as|as)\s+(most\s+|many\s+)?(the\s+)?"
+    r"(prior|previous|earlier|existing|conventional|traditional|standard)\b",
     re.IGNORECASE,
 )
 
@@ -385,13 +393,19 @@ def _names_anywhere(text: str) -> set[str]:
     return out
 
 
-def _comparison_sides(sentence: str) -> tuple[set[str], set[str]] | None:
+def _comparison_sides(sentence: str, by_words: bool = False) -> tuple[set[str], set[str]] | None:
     """Names on the winning and the losing side of the first comparison of a sentence
-    ("A beats B", "B trails A", "B is outperformed by A"), or None without a comparison."""
+    ("A beats B", "B trails A", "B is outperformed by A"), or None without a comparison.
+    With `by_words`, the content stems of the two sides' clauses instead of names."""
     m = _COMPARATOR.search(sentence)
     if not m:
         return None
-    left, right = _names_anywhere(sentence[: m.start()]), _names_anywhere(sentence[m.end() :])
+    before, after = sentence[: m.start()], sentence[m.end() :]
+    if by_words:
+        before, after = re.split(r"[,;:]", before)[-1], re.split(r"[,;:.]", after)[0]
+        left, right = (set(content(_stems(words(t)))) for t in (before, after))
+    else:
+        left, right = _names_anywhere(before), _names_anywhere(after)
     window = sentence[max(0, m.start() - 40) : m.end() + 4]
     inverted = bool(_INVERSE.search(window))
     return (right, left) if inverted else (left, right)
@@ -399,17 +413,22 @@ def _comparison_sides(sentence: str) -> tuple[set[str], set[str]] | None:
 
 def compare_swapped(claim: str, source_sents: list[str]) -> int:
     """1 when the claim puts on the winning side of a comparison a name the source puts on the
-    losing side, or the other way round: "Gorilla beats Tryage" for "Tryage surpasses Gorilla"."""
-    c = _comparison_sides(claim)
-    if c is None:
+    losing side, or the other way round ("Gorilla beats Tryage" for "Tryage surpasses Gorilla"),
+    or when words of the two sides cross over both ways ("hard examples induce stronger
+    compositionality than simple ones" for "simple examples invoke stronger ... than hard ones")."""
+    c, cwords = _comparison_sides(claim), _comparison_sides(claim, by_words=True)
+    if c is None or cwords is None:
         return 0
     cw, cl = c
+    cww, cwl = cwords[0] - cwords[1], cwords[1] - cwords[0]
     for sent in source_sents:
-        s = _comparison_sides(sent)
-        if s is None:
+        s, swords = _comparison_sides(sent), _comparison_sides(sent, by_words=True)
+        if s is None or swords is None:
             continue
         sw, sl = s
         if (cw & sl and not cw & sw) or (cl & sw and not cl & sl):
+            return 1
+        if cww & (swords[1] - swords[0]) and cwl & (swords[0] - swords[1]):
             return 1
     return 0
 
@@ -588,7 +607,7 @@ class FeatureExtractor:
         neg_added = max(0, neg_c - neg_b) if neg_c > neg_s else min(max(0, neg_c - neg_b), 1) * 0.5
         top1 = self.analyse(sents[order[0]])
         # a negation of the claim's own sentence dropped ("not immune" -> "immune")
-        neg_removed = max(0, _negations(top1.words) - neg_c)
+        neg_removed = max(0, _negations(top1.words) - neg_c - len(_IMPLICIT_NEG.findall(claim)))
 
         antonym = _antonyms(c, absent_from=s, opposite_in=best)
         antonym_best = _antonyms(c, absent_from=top1, opposite_in=top1)
@@ -630,7 +649,7 @@ class FeatureExtractor:
         limit_added = sum(1 for w in set(c.stems) if w in LIMITATION and w not in s.stemset)
         contrast_added = len(
             {m.lower() for m in _CONTRAST.findall(claim)} - {m.lower() for m in _CONTRAST.findall(src_text)}
-        )
+        ) + int(bool(_LIKE_PRIOR.search(claim)) and not _LIKE_PRIOR.search(src_text))
 
         return np.array(
             [
