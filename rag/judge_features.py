@@ -206,17 +206,17 @@ _LINKERS = set(
         "span spanning across cover covering reach reaching achieve achieving yield obtain attain get score".split()  # noqa: SIM905
     )
 )
-#: Words that turn a finding into a limitation ("still requires", "trails", "falls short", "at the
-#: cost of"): a reversal that needs no antonym of a source word and no "not".
+#: Words that turn a finding into a limitation ("still requires", "trails", "falls short"): a
+#: reversal that needs no antonym of a source word and no "not". Words a faithful rewording uses
+#: as often ("less", "cost", "gives", "little") are left out: antonyms and numbers judge those.
 LIMITATION = set(
     _stems(
         """still remain remains require requires required requiring cannot tied trail trails trailing
         behind short weak weaker poor poorly limit limited limits limitation suffer suffers suffering
         fail fails failure break breaks struggle struggles lack lacks worse worsen harm harms hurt hurts
-        degrade degrades degraded drawback drawbacks unable costly expensive sacrifice sacrifices
-        sacrificing penalty lag lags lagging little hard harder difficult too must give gives cost
-        uniformly inferior slow slower less lower burden price exchange overhead downside unimportant
-        irrelevant insufficient""".split()  # noqa: SIM905
+        degrade degrades degraded drawback drawbacks unable expensive sacrifice sacrifices
+        sacrificing penalty lag lags lagging must inferior burden downside unimportant irrelevant
+        insufficient""".split()  # noqa: SIM905
     )
 )
 #: Contrasts and restrictions a claim adds to turn a finding round ("only X rather than Y",
