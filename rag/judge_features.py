@@ -111,14 +111,14 @@ NEGATION = {
 OVERCLAIM = {
     "all", "every", "always", "any", "entire", "entirely", "fully", "completely", "totally",
     "universally", "universal", "unlimited", "infinite", "arbitrary", "arbitrarily", "guarantee",
-    "guarantees", "guaranteed", "perfect", "perfectly", "whole", "everything", "everywhere",
-    "consistently", "invariably", "certainly", "eliminates", "eliminate", "eliminated", "zero",
-    "sota", "surpass", "surpasses", "lossless", "regardless",
-    "irrespective", "necessarily", "definitively", "proves", "prove", "proven",
+    "guarantees", "guaranteed", "guaranteeing", "perfect", "perfectly", "everything", "everywhere",
+    "consistently", "invariably", "certainly", "eliminates", "eliminate", "eliminated", "eliminating",
+    "zero", "sota", "surpass", "surpasses", "surpassed", "surpassing", "lossless", "regardless",
+    "irrespective", "necessarily", "definitively",
 }  # fmt: skip
 #: Words of one class stand in for each other ("every" in the claim, "all" in the source).
 CLASSES = {
-    **dict.fromkeys(["all", "every", "whole", "entire", "entirely", "everything"], "ALL"),
+    **dict.fromkeys(["all", "every", "entire", "entirely", "everything"], "ALL"),
     **dict.fromkeys(["always", "consistently", "invariably", "universally", "universal"], "ALWAYS"),
     **dict.fromkeys(["fully", "completely", "totally", "perfectly", "perfect", "lossless"], "FULLY"),
     **dict.fromkeys(["unlimited", "infinite", "arbitrary", "arbitrarily", "any"], "UNLIMITED"),
@@ -182,7 +182,6 @@ def _antonyms() -> dict[str, set[str]]:
 
 ANTONYMS = _antonyms()
 _NEG_STEMS = set(_stems(sorted(NEGATION)))
-_OVER_STEMS = set(_stems(sorted(OVERCLAIM)))
 _CLASS_STEMS = {_stem(w): c for w, c in CLASSES.items()}
 
 
@@ -235,7 +234,11 @@ _LIKE_PRIOR = re.compile(
 )
 
 #: "fully supervised", "completely unsupervised": technical adjectives, not absolutes.
-_NOT_CUE_BEFORE = set(_stems("supervised unsupervised connected convolutional differentiable".split()))  # noqa: SIM905
+_NOT_CUE_BEFORE = set(
+    _stems(
+        "supervised unsupervised connected convolutional differentiable fine finetuned trained automated".split()  # noqa: SIM905
+    )
+)
 
 
 def _cue_classes(a: Analysed, source: bool = False) -> set[str]:
@@ -244,9 +247,9 @@ def _cue_classes(a: Analysed, source: bool = False) -> set[str]:
     negation claims nothing ("without any labels", "not all tasks")."""
     fs = a.flat_stems
     out = {
-        _CLASS_STEMS.get(w, w)
-        for i, w in enumerate(fs)
-        if (w in _OVER_STEMS or w in _CLASS_STEMS)
+        CLASSES.get(w, w)
+        for i, w in enumerate(a.flat)
+        if (w in OVERCLAIM or w in CLASSES)
         and not (i + 1 < len(fs) and fs[i + 1] in _NOT_CUE_BEFORE)
         and not _NEG_STEMS & set(fs[max(0, i - 2) : i])
     }
@@ -376,6 +379,11 @@ _COMPARATOR = re.compile(
     r"versus|vs\.?|compared (?:to|with)|over)\b",
     re.IGNORECASE,
 )
+#: Comparisons whose two sides are clauses ("A is faster than B", "A outperforms B"); "over 11
+#: datasets" and "compared with" frame a comparison without saying which side wins.
+_COMPARATIVE = re.compile(
+    r"\b(than|outperform\w*|surpass\w*|beat\w*|exceed\w*|ahead of|trail\w*|short of|lags?)\b", re.IGNORECASE
+)
 _INVERSE = re.compile(
     r"\b(trail\w*|worse|lower|less|fewer|slower|underperform\w*|behind|short of|lags?|"
     r"(?:outperform|surpass|beat|exceed)\w* by)\b",
@@ -397,7 +405,7 @@ def _comparison_sides(sentence: str, by_words: bool = False) -> tuple[set[str], 
     """Names on the winning and the losing side of the first comparison of a sentence
     ("A beats B", "B trails A", "B is outperformed by A"), or None without a comparison.
     With `by_words`, the content stems of the two sides' clauses instead of names."""
-    m = _COMPARATOR.search(sentence)
+    m = (_COMPARATIVE if by_words else _COMPARATOR).search(sentence)
     if not m:
         return None
     before, after = sentence[: m.start()], sentence[m.end() :]
@@ -453,6 +461,7 @@ class Analysed:
         self.wordset = set(self.words) | set(flat) | scaled
         self.stemset = set(self.stems)
         self.alnums = {re.sub(r"[^a-z0-9]", "", w) for w in self.words} | scaled
+        self.flat = flat
         self.flat_stems = _stems(flat)
         self.initials = {
             "".join(x[0] for x in flat[i : i + k]) for k in (2, 3, 4, 5, 6) for i in range(len(flat) - k + 1)
