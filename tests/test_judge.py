@@ -50,8 +50,12 @@ def abstract(corpus_papers):
     return find
 
 
-def test_dev_pairs_come_from_train_papers_only():
-    """The hand-written dev pairs (model selection) are about train papers, never held-out ones."""
+@pytest.mark.parametrize(
+    ("name", "at_least"), [("judge_dev_pairs.jsonl", 100), ("judge_hand_pairs.jsonl", 600)]
+)
+def test_hand_written_pairs_come_from_train_papers_only(name, at_least):
+    """The hand-written pairs the judge is fitted on (hand) or selected on (dev) are about train
+    papers, never held-out ones."""
     from index.papers import normalise_title
 
     train = {
@@ -59,14 +63,12 @@ def test_dev_pairs_come_from_train_papers_only():
         for t in (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8").splitlines()
         if t.strip()
     }
-    dev = [
-        json.loads(line)
-        for line in (ROOT / "evals" / "datasets" / "judge_dev_pairs.jsonl").open(encoding="utf-8")
-    ]
+    dev = [json.loads(line) for line in (ROOT / "evals" / "datasets" / name).open(encoding="utf-8")]
     held_out = {
         json.loads(line)["source"] for line in (ROOT / "evals" / "datasets" / "judge_pairs.jsonl").open()
     }
-    assert len(dev) >= 100
+    assert len(dev) >= at_least
+    assert len({p["id"] for p in dev}) == len(dev)
     assert {p["kind"] for p in dev} == {
         "paraphrase",
         "number",
@@ -156,6 +158,63 @@ def test_more_paraphrases_accepted(judge, abstract, claim):
 def test_errors_caught(judge, abstract, prefix, claim):
     v = judge.supports(claim, [abstract(prefix)])
     assert not v.supported, v
+
+
+@pytest.mark.parametrize(
+    ("prefix", "claim"),
+    [
+        # reversals worded without an antonym of a source word and without "not"
+        ("Unsupervised Data Augmentation", "Like prior semi-supervised approaches, the method treats the quality of noising as unimportant."),
+        ("Unsupervised Data Augmentation", "The method still requires thousands of labeled examples to be competitive on IMDb text classification."),
+        ("HippoRAG", "HippoRAG trails existing RAG methods on multi-hop question answering."),
+    ],
+)  # fmt: skip
+def test_reversals_without_antonyms_caught(judge, abstract, prefix, claim):
+    v = judge.supports(claim, [abstract(prefix)])
+    assert not v.supported, v
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "Advanced augmentation like RandAugment and back-translation, used in place of simple noise, gives large "
+        "gains on six language and three vision tasks within the same consistency training framework.",
+        # "consists" once matched the overclaim cue "consistently" (same stem)
+        "The method consists of consistency training on unlabeled data with advanced data augmentation such as "
+        "RandAugment and back-translation.",
+    ],
+)
+def test_rewordings_with_contrast_words_accepted(judge, abstract, claim):
+    v = judge.supports(claim, [abstract("Unsupervised Data Augmentation")])
+    assert v.supported, v
+
+
+def test_overclaim_cues_are_words_not_stems():
+    from rag.judge_features import Analysed, _cue_classes
+
+    assert _cue_classes(Analysed("The dataset consists of generated pairs.")) == set()
+    assert _cue_classes(Analysed("It estimates separability without needing any labels.")) == set()
+    assert _cue_classes(Analysed("The fully fine-tuned model is the reference.")) == set()
+    assert _cue_classes(Analysed("It wins on every benchmark and consistently beats them.")) == {
+        "ALL",
+        "ALWAYS",
+    }
+
+
+def test_comparison_sides_crossing_over():
+    from rag.judge_features import compare_swapped
+
+    source = [
+        "On synthetic datasets, simple examples invoke stronger compositionality than hard examples do."
+    ]
+    assert compare_swapped(
+        "On synthetic datasets, hard examples induce stronger compositionality than simple ones.", source
+    )
+    assert not compare_swapped(
+        "Simple examples yield stronger compositionality than hard ones on synthetic data.", source
+    )
+    # "over 11 datasets" frames no winner
+    assert not compare_swapped("Over 11 datasets, simple examples help more.", source)
 
 
 def test_verbatim_sentences_supported(judge, abstract):
