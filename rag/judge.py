@@ -9,8 +9,9 @@ similarity to the best source sentences, content-word coverage, numbers missing 
 to other words, names missing, negations and antonyms that differ, quantifiers and
 superlatives the source lacks, names exchanged across a comparison) and combines them with
 the sign-constrained logistic regression stored in `rag/judge_model.json` (fitted by
-`python -m evals.judge_train` on synthetic pairs from the train half of the corpus; its
-threshold chosen on the hand-written dev pairs of `evals/datasets/judge_dev_pairs.jsonl`). Its score is the probability that the source supports
+`python -m evals.judge_train` on synthetic and hand-written pairs from the train half of the
+corpus; its threshold chosen by cross-validation on the hand-written pairs of
+`evals/datasets/judge_hand_pairs.jsonl`). Its score is the probability that the source supports
 the sentence. Source sentences and their embeddings are cached, so judging many
 sentences against the same sources costs one claim embedding each.
 
