@@ -218,6 +218,10 @@ LIMITATION = set(
         insufficient""".split()  # noqa: SIM905
     )
 )
+#: A price the claim says a gain comes at ("at the cost of", "in exchange for").
+_TRADE_OFF = re.compile(
+    r"\bat the (?:cost|price|expense) of\b|\bin exchange for\b|\btrade[- ]?offs?\b", re.IGNORECASE
+)
 #: Contrasts and restrictions a claim adds to turn a finding round ("only X rather than Y",
 #: "like prior work" for "unlike prior work").
 _CONTRAST = re.compile(
@@ -655,7 +659,9 @@ class FeatureExtractor:
         best_ranks = superlatives(flat(best.words)) or {"superior", "optimal"} & best.wordset
         superlative_added = sum(1 for w in superl if w not in src_flat) if not best_ranks else 0
         hedge_dropped = sum(1 for w in set(best.stems) if w in _HEDGE_STEMS and w not in c.stemset)
-        limit_added = sum(1 for w in set(c.stems) if w in LIMITATION and w not in s.stemset)
+        limit_added = sum(1 for w in set(c.stems) if w in LIMITATION and w not in s.stemset) + len(
+            {m.lower() for m in _TRADE_OFF.findall(claim)} - {m.lower() for m in _TRADE_OFF.findall(src_text)}
+        )
         contrast_added = len(
             {m.lower() for m in _CONTRAST.findall(claim)} - {m.lower() for m in _CONTRAST.findall(src_text)}
         ) + int(bool(_LIKE_PRIOR.search(claim)) and not _LIKE_PRIOR.search(src_text))
