@@ -286,6 +286,11 @@ def _after(a: Analysed, cls: str) -> set[str]:
     }
 
 
+def _cues_added(pattern: re.Pattern[str], claim: str, source: str) -> int:
+    """How many different matches of `pattern` the claim has and the source does not."""
+    return len({m.lower() for m in pattern.findall(claim)} - {m.lower() for m in pattern.findall(source)})
+
+
 def _negations(ws: list[str]) -> int:
     n = 0
     for i, w in enumerate(ws):
@@ -659,12 +664,12 @@ class FeatureExtractor:
         best_ranks = superlatives(flat(best.words)) or {"superior", "optimal"} & best.wordset
         superlative_added = sum(1 for w in superl if w not in src_flat) if not best_ranks else 0
         hedge_dropped = sum(1 for w in set(best.stems) if w in _HEDGE_STEMS and w not in c.stemset)
-        limit_added = sum(1 for w in set(c.stems) if w in LIMITATION and w not in s.stemset) + len(
-            {m.lower() for m in _TRADE_OFF.findall(claim)} - {m.lower() for m in _TRADE_OFF.findall(src_text)}
+        limit_added = sum(1 for w in set(c.stems) if w in LIMITATION and w not in s.stemset) + _cues_added(
+            _TRADE_OFF, claim, src_text
         )
-        contrast_added = len(
-            {m.lower() for m in _CONTRAST.findall(claim)} - {m.lower() for m in _CONTRAST.findall(src_text)}
-        ) + int(bool(_LIKE_PRIOR.search(claim)) and not _LIKE_PRIOR.search(src_text))
+        contrast_added = _cues_added(_CONTRAST, claim, src_text) + int(
+            bool(_LIKE_PRIOR.search(claim)) and not _LIKE_PRIOR.search(src_text)
+        )
 
         return np.array(
             [
