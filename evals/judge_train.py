@@ -24,9 +24,9 @@ a paraphrase with a name the source lacks taught the first model that missing na
 
 Hand-written pairs: `evals/datasets/judge_hand_pairs.jsonl`, 624 pairs about 156 train papers
 (per paper two faithful rewordings and two errors of the kinds above), each claim written one at
-a time from the abstract, without running any judge on them. They are fitted together with the synthetic pairs, each counting HAND_WEIGHT times: the
-synthetic pairs teach the directions of the features, the hand-written ones how people really
-reword and err (training on synthetic pairs alone left faithful human paraphrases rejected and
+a time from the abstract, without running any judge on them. They are fitted together with the
+synthetic pairs, each counting HAND_WEIGHT times: the synthetic pairs teach the directions of the
+features, the hand-written ones how people really reword and err (training on synthetic pairs alone left faithful human paraphrases rejected and
 reversals without antonyms accepted).
 
 The fitted model is standardisation + logistic regression over `rag.judge_features.FEATURES`,
@@ -36,7 +36,7 @@ each error kind of the unsupported half the same say; C is chosen on the pairs o
 train papers, held back from a first fit. The decision threshold is the one with the best
 5-fold cross-validated accuracy on the hand-written pairs (folds by paper), folded into the
 intercept so that "supported" stays "probability >= 0.5". Written as plain numbers to
-`rag/judge_model.json`. About three minutes on one core.
+`rag/judge_model.json`. About four minutes on one core.
 
 Model selection: `evals/datasets/judge_dev_pairs.jsonl`, 135 hand-written pairs about 32 other
 train papers (the same kinds and style as the held-out pairs; `title` names the paper), is the
@@ -48,11 +48,13 @@ tried and dropped: it scored 0.75 on the held-out pairs against 0.79 for the fea
 at ~30 ms a pair; trained again on the synthetic pairs of the papers outside the hand-written
 sets, its classification head collapsed to constant scores (3 and 6 layers, 25-52 ms a pair);
 with a mean-pooled head (and synthetic role swaps and limitation negatives) it learned, but scored
-0.65 on the hand-written pairs at 26 ms a pair. A logistic regression on MiniLM pair embeddings (|u - v| and u * v of the claim and its
-best source sentences) scored 0.63 cross-validated on the hand-written pairs (negation 0.55).
-Everything is seeded: the same
-corpus gives the same pairs and the same weights (`--emb-cache FILE` only saves time). `evals/datasets/judge_pairs.jsonl`
-(the hand-labelled held-out pairs) is only ever measured on, with `--eval`.
+0.65 on the hand-written pairs at 26 ms a pair. A logistic regression on MiniLM pair embeddings
+(|u - v| and u * v of the claim and its best source sentences) scored 0.63 cross-validated on the
+hand-written pairs (negation 0.55).
+
+Everything is seeded: the same corpus gives the same pairs and the same weights (`--emb-cache FILE`
+only saves time). `evals/datasets/judge_pairs.jsonl` (the hand-labelled held-out pairs) is only
+ever measured on, with `--eval`.
 """
 
 from __future__ import annotations
@@ -813,11 +815,11 @@ def main(argv: list[str] | None = None) -> None:
         unknown = sorted({p["paper"] for p in hand} - sources.keys())
         if unknown:
             sys.exit(f"{HAND}: pairs about papers outside the train half: {unknown[:3]}")
+        both = pairs + hand
         fx = FeatureExtractor(embedder, cache_size=1_000_000)
-        x = featurise(pairs + hand, sources, fx)
+        x = featurise(both, sources, fx)
         if args.emb_cache:
             embedder.save()
-        both = pairs + hand
         y = np.array([p["label"] for p in both])
         mult = np.array([1] * len(pairs) + [HAND_WEIGHT] * len(hand))
         # C is chosen on the pairs of 1/5 of the train papers, held back from a first fit
@@ -825,8 +827,8 @@ def main(argv: list[str] | None = None) -> None:
         val = np.array([p["paper"] in held for p in both])
         kinds = np.array([p["kind"] for p in both])
         # the hand-written pairs fall in 5 folds by paper, for the threshold
-        titles = sorted({p["paper"] for p in hand})
-        groups = np.array([-1] * len(pairs) + [titles.index(p["paper"]) % 5 for p in hand])
+        fold = {t: i % 5 for i, t in enumerate(sorted({p["paper"] for p in hand}))}
+        groups = np.array([-1] * len(pairs) + [fold[p["paper"]] for p in hand])
         fit_features_only(x, y, val, kinds, mult, groups, args, len(pairs), len(hand), len(papers), t0)
         report_dev(embedder, args.out)
     if args.eval or args.eval_only:

@@ -170,7 +170,7 @@ def _stems(words: list[str]) -> list[str]:
     return [_stem(w) for w in words]
 
 
-def _antonyms() -> dict[str, set[str]]:
+def _antonym_table() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for pair in _ANTONYM_PAIRS.replace("\n", "").split("|"):
         a, b = (_stem(w) for w in pair.split())
@@ -180,7 +180,7 @@ def _antonyms() -> dict[str, set[str]]:
     return out
 
 
-ANTONYMS = _antonyms()
+ANTONYMS = _antonym_table()
 _NEG_STEMS = set(_stems(sorted(NEGATION)))
 _CLASS_STEMS = {_stem(w): c for w, c in CLASSES.items()}
 
@@ -383,16 +383,15 @@ def ids_of(text: str) -> set[str]:
     return out
 
 
+#: Words that state which side of a comparison wins ("A is faster than B", "A outperforms B").
+_WINNER_SAYS = r"than|outperform\w*|surpass\w*|beat\w*|exceed\w*|ahead of|trail\w*|short of|lags?"
+#: Where names sit on the two sides: any comparison, "versus", "over" and "compared with" included.
 _COMPARATOR = re.compile(
-    r"\b(than|outperform\w*|surpass\w*|beat\w*|exceed\w*|ahead of|trail\w*|short of|behind|lags?|"
-    r"versus|vs\.?|compared (?:to|with)|over)\b",
-    re.IGNORECASE,
+    rf"\b({_WINNER_SAYS}|behind|versus|vs\.?|compared (?:to|with)|over)\b", re.IGNORECASE
 )
-#: Comparisons whose two sides are clauses ("A is faster than B", "A outperforms B"); "over 11
-#: datasets" and "compared with" frame a comparison without saying which side wins.
-_COMPARATIVE = re.compile(
-    r"\b(than|outperform\w*|surpass\w*|beat\w*|exceed\w*|ahead of|trail\w*|short of|lags?)\b", re.IGNORECASE
-)
+#: Where clauses are the two sides: only a stated winner ("over 11 datasets" and "compared
+#: with" frame a comparison without saying which side wins).
+_COMPARATIVE = re.compile(rf"\b({_WINNER_SAYS})\b", re.IGNORECASE)
 _INVERSE = re.compile(
     r"\b(trail\w*|worse|lower|less|fewer|slower|underperform\w*|behind|short of|lags?|"
     r"(?:outperform|surpass|beat|exceed)\w* by)\b",
@@ -656,12 +655,10 @@ class FeatureExtractor:
                 and not (w == "top" and ws[i + 1 : i + 2] == ["of"])
             }
 
-        def flat(ws: list[str]) -> list[str]:  # "largest-scale" has a superlative
-            return [p for w in ws for p in re.split(r"[-/]", w) if p]
-
-        superl = superlatives(flat(c.words))
-        src_flat = set(flat(s.words))
-        best_ranks = superlatives(flat(best.words)) or {"superior", "optimal"} & best.wordset
+        # on hyphen parts: "largest-scale" has a superlative
+        superl = superlatives(c.flat)
+        src_flat = set(s.flat)
+        best_ranks = superlatives(best.flat) or {"superior", "optimal"} & best.wordset
         superlative_added = sum(1 for w in superl if w not in src_flat) if not best_ranks else 0
         hedge_dropped = sum(1 for w in set(best.stems) if w in _HEDGE_STEMS and w not in c.stemset)
         limit_added = sum(1 for w in set(c.stems) if w in LIMITATION and w not in s.stemset) + _cues_added(
