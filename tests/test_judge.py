@@ -202,7 +202,7 @@ def test_overclaim_cues_are_words_not_stems():
 
 
 def test_comparison_sides_crossing_over():
-    from rag.judge_features import compare_swapped
+    from rag.judge_features import _comparison_sides, compare_swapped
 
     source = [
         "On synthetic datasets, simple examples invoke stronger compositionality than hard examples do."
@@ -213,8 +213,9 @@ def test_comparison_sides_crossing_over():
     assert not compare_swapped(
         "Simple examples yield stronger compositionality than hard ones on synthetic data.", source
     )
-    # "over 11 datasets" frames no winner
-    assert not compare_swapped("Over 11 datasets, simple examples help more.", source)
+    # "over 11 datasets" frames no winner: the sides are those of "beats"
+    sides = _comparison_sides("Over 11 datasets, CoOp beats prompt engineering.", by_words=True)
+    assert sides == ({"coop"}, {"prompt", "engin"})
 
 
 def test_verbatim_sentences_supported(judge, abstract):
