@@ -26,8 +26,8 @@ Hand-written pairs: `evals/datasets/judge_hand_pairs.jsonl`, 624 pairs about 156
 (per paper two faithful rewordings and two errors of the kinds above), each claim written one at
 a time from the abstract, without running any judge on them. They are fitted together with the
 synthetic pairs, each counting HAND_WEIGHT times: the synthetic pairs teach the directions of the
-features, the hand-written ones how people really reword and err (training on synthetic pairs alone left faithful human paraphrases rejected and
-reversals without antonyms accepted).
+features, the hand-written ones how people really reword and err (training on synthetic pairs
+alone left faithful human paraphrases rejected and reversals without antonyms accepted).
 
 The fitted model is standardisation + logistic regression over `rag.judge_features.FEATURES`,
 with sign constraints (similarity, coverage and exact-match features can only speak for
@@ -36,7 +36,7 @@ each error kind of the unsupported half the same say; C is chosen on the pairs o
 train papers, held back from a first fit. The decision threshold is the one with the best
 5-fold cross-validated accuracy on the hand-written pairs (folds by paper), folded into the
 intercept so that "supported" stays "probability >= 0.5". Written as plain numbers to
-`rag/judge_model.json`. About four minutes on one core.
+`rag/judge_model.json`. About five minutes on one core, the figures on the hard pairs included.
 
 Model selection: `evals/datasets/judge_dev_pairs.jsonl`, 135 hand-written pairs about 32 other
 train papers (the same kinds and style as the held-out pairs; `title` names the paper), is the
@@ -741,7 +741,7 @@ def set_threshold(model: dict[str, Any], oof: np.ndarray, y: np.ndarray, kinds: 
           f"{right.mean():.3f}; per kind {per_kind}), folded into the intercept")  # fmt: skip
 
 
-def report_dev(embedder: Any, model_path: Path = MODEL_OUT) -> None:
+def report_unfitted(embedder: Any, model_path: Path = MODEL_OUT) -> None:
     """Figures on the hand-written pairs about train papers that are never fitted on: the dev pairs
     (the model-selection set) and the hard pairs (role swaps inside one abstract and reversals in
     ordinary words, written to defeat word overlap; the measure for a future pair model)."""
@@ -840,7 +840,7 @@ def main(argv: list[str] | None = None) -> None:
         fold = {t: i % 5 for i, t in enumerate(sorted({p["paper"] for p in hand}))}
         groups = np.array([-1] * len(pairs) + [fold[p["paper"]] for p in hand])
         fit_features_only(x, y, val, kinds, mult, groups, args, len(pairs), len(hand), len(papers), t0)
-        report_dev(embedder, args.out)
+        report_unfitted(embedder, args.out)
     if args.eval or args.eval_only:
         evaluate(embedder, args.out)
         if args.emb_cache:

@@ -71,15 +71,15 @@ def test_hand_written_pairs_come_from_train_papers_only(name, at_least, kinds):
         for t in (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8").splitlines()
         if t.strip()
     }
-    dev = [json.loads(line) for line in (ROOT / "evals" / "datasets" / name).open(encoding="utf-8")]
+    pairs = [json.loads(line) for line in (ROOT / "evals" / "datasets" / name).open(encoding="utf-8")]
     held_out = {
         json.loads(line)["source"] for line in (ROOT / "evals" / "datasets" / "judge_pairs.jsonl").open()
     }
-    assert len(dev) >= at_least
-    assert len({p["id"] for p in dev}) == len(dev)
-    assert {p["kind"] for p in dev} == kinds
-    assert all(isinstance(p["label"], bool) and p["claim"].strip() for p in dev)
-    for p in dev:
+    assert len(pairs) >= at_least
+    assert len({p["id"] for p in pairs}) == len(pairs)
+    assert {p["kind"] for p in pairs} == kinds
+    assert all(isinstance(p["label"], bool) and p["claim"].strip() for p in pairs)
+    for p in pairs:
         assert normalise_title(p["title"]) in train, p["id"]
         assert p["source"] not in held_out, p["id"]
 
