@@ -11,9 +11,13 @@ superlatives the source lacks, names exchanged across a comparison) and combines
 the sign-constrained logistic regression stored in `rag/judge_model.json` (fitted by
 `python -m evals.judge_train` on synthetic and hand-written pairs from the train half of the
 corpus; its threshold chosen by cross-validation on the hand-written pairs of
-`evals/datasets/judge_hand_pairs.jsonl`). Its score is the probability that the source supports
-the sentence. Source sentences and their embeddings are cached, so judging many
-sentences against the same sources costs one claim embedding each.
+`evals/datasets/judge_hand_pairs.jsonl`). To that logit it adds a weighted logit of a small
+cross-encoder that reads the claim with its three closest source sentences (`rag.judge_cross`,
+fitted by `python -m evals.judge_cross_train`, which also chooses the weight and the threshold):
+words and embeddings alone miss roles exchanged inside one abstract and findings reversed in
+plain words. Its score is the probability that the source supports the sentence, 0.5 at the
+decision threshold. Source sentences and their embeddings are cached, so judging many
+sentences against the same sources costs one claim embedding and one cross-encoder pass each.
 
 `lexical` (the word-overlap baseline) combines two signals, both computed on the source
 sentence that best matches the claim and on the sources as a whole:
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
 
 THRESHOLD = 0.62
 MODEL_PATH = Path(__file__).with_name("judge_model.json")
+CROSS_PATH = Path(__file__).with_name("judge_cross.safetensors")
 JUDGES = ("trained", "lexical", "llm")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -123,12 +128,17 @@ def parse_verdict(reply: str) -> bool:
 
 
 class TrainedJudge:
-    """Features of the claim against its sources, combined by a fitted logistic regression."""
+    """Features of the claim against its sources, combined by a fitted logistic regression, plus
+    a weighted cross-encoder logit (`rag.judge_cross`) when its model file is given."""
 
     name = "trained"
 
     def __init__(
-        self, embedder: Embedder, model_path: Path = MODEL_PATH, threshold: float | None = None
+        self,
+        embedder: Embedder,
+        model_path: Path = MODEL_PATH,
+        threshold: float | None = None,
+        cross_path: Path | None = CROSS_PATH,
     ) -> None:
         from rag.errors import RagError
         from rag.judge_features import FEATURES, FeatureExtractor
@@ -146,13 +156,30 @@ class TrainedJudge:
         self.mean = np.array(model["mean"], dtype=np.float64)
         self.scale = np.array(model["scale"], dtype=np.float64)
         self.coef = np.array(model["coef"], dtype=np.float64)
-        self.intercept = float(model["intercept"])
-        self.threshold = float(model["threshold"] if threshold is None else threshold)
+        self.intercept = float(model["intercept"]) - _logit(float(model["threshold"]))
         self.extractor = FeatureExtractor(embedder)
+        self.cross = None
+        self.weight = self.offset = 0.0
+        if cross_path is not None:
+            from rag import judge_cross
+
+            self.cross, info = judge_cross.load(cross_path)
+            self.weight, self.offset = float(info["weight"]), float(info["threshold"])
+        self.threshold = 0.5 if threshold is None else threshold
+
+    def feature_logit(self, sentence: str, sources: list[str]) -> float:
+        """The logistic regression's logit, 0 at its own threshold."""
+        x = self.extractor.features(sentence, sources)
+        return float(((x - self.mean) / self.scale) @ self.coef + self.intercept)
 
     def probability(self, sentence: str, sources: list[str]) -> float:
-        x = self.extractor.features(sentence, sources)
-        z = float(((x - self.mean) / self.scale) @ self.coef + self.intercept)
+        """Support probability, 0.5 at the stacked decision threshold."""
+        z = self.feature_logit(sentence, sources)
+        if self.cross is not None:
+            from rag import judge_cross
+
+            pair = (sentence, judge_cross.evidence(self.extractor, sentence, sources))
+            z += self.weight * float(judge_cross.logits(self.cross, [pair])[0]) - self.offset
         return 1.0 / (1.0 + float(np.exp(-z)))
 
     def supports(self, sentence: str, sources: list[str]) -> Verdict:
@@ -161,6 +188,10 @@ class TrainedJudge:
             return Verdict(False, 0.0)
         p = self.probability(sentence, sources)
         return Verdict(p >= self.threshold, round(p, 4))
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
 
 
 def get_judge(name: str, embedder: Embedder, llm: LLM | None = None) -> Judge:

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -246,21 +245,6 @@ def test_score_is_a_probability_and_verdict_follows_it(judge, abstract):
         assert v.supported == (v.score >= judge.threshold)
 
 
-def test_latency_per_pair_with_cached_sources(judge, abstract):
-    """Answers judge many sentences against the same sources: then a pair costs one claim embedding
-    (a MiniLM forward pass, a few ms on an idle CPU) plus the features and the classifier, timed here."""
-    text = abstract("HippoRAG")
-    claims = [
-        f"HippoRAG is {n} times cheaper than iterative retrieval on {n + 2} datasets." for n in range(50)
-    ]
-    judge.extractor.prime(claims + sentences(text))
-    t0 = time.perf_counter()
-    for c in claims:
-        judge.supports(c, [text])
-    per_pair_ms = (time.perf_counter() - t0) / len(claims) * 1000
-    assert per_pair_ms < 20, per_pair_ms  # about 1-2 ms measured, even on a loaded machine
-
-
 # --- factory ---------------------------------------------------------------------------------
 def test_get_judge(shared_embedder):
     assert JUDGES == ("trained", "lexical", "llm")
@@ -285,6 +269,22 @@ def test_model_file_is_small_and_matches_features():
     assert model["features"] == FEATURES
     assert len(model["coef"]) == len(model["mean"]) == len(model["scale"]) == len(model["features"])
     assert MODEL_PATH.stat().st_size < 100_000
+
+
+def test_cross_encoder_file_is_int8_and_carries_its_stacking():
+    """The cross-encoder ships quantised (17.5 MB, not 67) with the weight and threshold chosen
+    for those very weights, and the trained judge loads and uses it."""
+    from safetensors import safe_open
+
+    from rag.judge import CROSS_PATH
+    from rag.judge_cross import load
+
+    assert CROSS_PATH.stat().st_size < 20_000_000
+    with safe_open(str(CROSS_PATH), framework="pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys() if k.endswith(".q")}  # noqa: SIM118 (not iterable)
+    assert dtypes == {"I8"}
+    _, info = load(CROSS_PATH)
+    assert info["weight"] > 0 and info["dev_stacked"]["accuracy"] >= info["dev_features_alone"]["accuracy"]
 
 
 # --- the LLM judge's reply -------------------------------------------------------------------
