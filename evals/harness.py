@@ -221,16 +221,16 @@ def _judge_key(judge: Judge, lib: Any, pairs_path: Path) -> str:
     """Judge name, what its verdicts depend on, and the pairs file's content.
 
     The offline judges depend only on the embedding model, their threshold and (trained)
-    their fitted weights, so a retrieval setting change does not re-run them; the LLM
+    their fitted weights (both model files), so a retrieval setting change does not re-run them; the LLM
     judge is keyed by the whole settings hash (endpoint, model, sampling settings).
     """
     if judge.name in OFFLINE_JUDGES:
         basis = [lib.settings.embed_model, getattr(judge, "threshold", None)]
-        if judge.name == "trained":  # its fitted weights live in a file that gets refitted
+        if judge.name == "trained":  # its fitted weights live in files that get refitted
             import rag.judge
 
-            model = Path(getattr(rag.judge, "MODEL_PATH", ""))
-            basis.append(hashlib.sha1(model.read_bytes()).hexdigest() if model.is_file() else "")
+            for model in (Path(rag.judge.MODEL_PATH), Path(rag.judge.CROSS_PATH)):
+                basis.append(hashlib.sha1(model.read_bytes()).hexdigest() if model.is_file() else "")
         settings = hashlib.sha1(json.dumps(basis).encode()).hexdigest()[:10]
     else:
         settings = lib.settings.settings_hash()

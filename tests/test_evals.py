@@ -148,6 +148,24 @@ def test_judge_pairs_are_balanced_labelled_and_held_out():
     assert len({p["id"] for p in pairs}) == len(pairs)
 
 
+def test_judge_calibration_cache_is_keyed_by_both_model_files(tmp_path, monkeypatch):
+    """A rebuilt cross-encoder (or logistic regression) must not reuse the old judge's figures."""
+    from types import SimpleNamespace
+
+    import rag.judge
+    from evals.harness import _judge_key
+
+    lib = SimpleNamespace(settings=SimpleNamespace(embed_model="m"))
+    judge = SimpleNamespace(name="trained", threshold=0.5)
+    for name in ("MODEL_PATH", "CROSS_PATH"):
+        model = tmp_path / name
+        model.write_bytes(b"first")
+        monkeypatch.setattr(rag.judge, name, model)
+        before = _judge_key(judge, lib, JUDGE_PAIRS)  # type: ignore[arg-type]
+        model.write_bytes(b"refitted")
+        assert _judge_key(judge, lib, JUDGE_PAIRS) != before  # type: ignore[arg-type]
+
+
 def test_compare_flags_regressions_by_direction():
     old = {
         "settings_hash": "a",
