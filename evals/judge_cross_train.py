@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python -m evals.judge_cross_train      # after `python -m evals.judge_train`
 
-Three steps, all seeded, on one CPU core in about 40 minutes:
+Three steps, all seeded, on one CPU core in about 35 minutes:
 
 1. Pretrain (2 epochs, lr 1e-4 encoder / 2e-3 scorer) on the synthetic pairs of
    `judge_train_pairs.jsonl`, except those about the dev pairs' papers.

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from index.lexical import tokenize
+from rag import judge_cross
+from rag.judge_cross import CROSS_PATH
 from rag.prompts import render
 from rag.retrieve import sentences
 
@@ -52,7 +54,6 @@ if TYPE_CHECKING:
 
 THRESHOLD = 0.62
 MODEL_PATH = Path(__file__).with_name("judge_model.json")
-CROSS_PATH = Path(__file__).with_name("judge_cross.safetensors")
 JUDGES = ("trained", "lexical", "llm")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -161,8 +162,6 @@ class TrainedJudge:
         self.cross = None
         self.weight = self.offset = 0.0
         if cross_path is not None:
-            from rag import judge_cross
-
             self.cross, info = judge_cross.load(cross_path)
             self.weight, self.offset = float(info["weight"]), float(info["threshold"])
         self.threshold = 0.5 if threshold is None else threshold
@@ -176,8 +175,6 @@ class TrainedJudge:
         """Support probability, 0.5 at the stacked decision threshold."""
         z = self.feature_logit(sentence, sources)
         if self.cross is not None:
-            from rag import judge_cross
-
             pair = (sentence, judge_cross.evidence(self.extractor, sentence, sources))
             z += self.weight * float(judge_cross.logits(self.cross, [pair])[0]) - self.offset
         return 1.0 / (1.0 + float(np.exp(-z)))

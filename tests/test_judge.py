@@ -271,7 +271,7 @@ def test_model_file_is_small_and_matches_features():
     assert MODEL_PATH.stat().st_size < 100_000
 
 
-def test_cross_encoder_file_is_int8_and_carries_its_stacking():
+def test_cross_encoder_file_is_int8_and_carries_its_stacking(judge):
     """The cross-encoder ships quantised (17.5 MB, not 67) with the weight and threshold chosen
     for those very weights, and the trained judge loads and uses it."""
     from safetensors import safe_open
@@ -285,6 +285,8 @@ def test_cross_encoder_file_is_int8_and_carries_its_stacking():
     assert dtypes == {"I8"}
     _, info = load(CROSS_PATH)
     assert info["weight"] > 0 and info["dev_stacked"]["accuracy"] >= info["dev_features_alone"]["accuracy"]
+    assert judge.cross is not None
+    assert (judge.weight, judge.offset) == (info["weight"], info["threshold"])
 
 
 # --- the LLM judge's reply -------------------------------------------------------------------
