@@ -38,17 +38,20 @@ train papers, held back from a first fit. The decision threshold is the one with
 intercept so that "supported" stays "probability >= 0.5". Written as plain numbers to
 `rag/judge_model.json`. About five minutes on one core, the figures on the hard pairs included.
 
-Model selection: `evals/datasets/judge_dev_pairs.jsonl`, 135 hand-written pairs about 32 other
-train papers (the same kinds and style as the held-out pairs; `title` names the paper), is the
-set on which the first features and settings were chosen. This build never fits on it and
-prints its figures; the cross-encoder's build chooses its two stacking numbers on it.
+Model selection: `evals/datasets/judge_dev_pairs.jsonl`, hand-written pairs about 96 other train
+papers (the same kinds and style as the held-out pairs; `title` names the paper): 135 about 32
+papers, on which the first features and settings were chosen, and 512 about 64 papers without
+hand pairs, written by helper sessions in session 6. This build never fits on their hand-written
+pairs (their synthetic ones are in the fit, as for every train paper) and prints its figures;
+the cross-encoder's build chooses its two stacking numbers on them.
 
 Hard pairs: `evals/datasets/judge_hard_pairs.jsonl`, 2,312 pairs about all 289 train papers (per
 paper four faithful rewordings and four errors written to share most of their words with the
 abstract: roles exchanged inside it, findings reversed in ordinary words, numbers, overclaims),
-written by helper sessions from the abstracts alone. The features cannot represent these errors
-(this model catches 0.11 of their swaps), so they are not fitted on here: they train the
-judge's cross-encoder (`python -m evals.judge_cross_train`, run after this build, since its
+written by helper sessions from the abstracts alone; style pairs: `judge_style_pairs.jsonl`,
+3,088 more of those kinds about 193 train papers, in the held-out pairs' short answer-sentence
+style. The features cannot represent these errors (this model catches 0.11 of the hard pairs'
+swaps), so neither file is fitted on here: they train the judge's cross-encoder (`python -m evals.judge_cross_train`, run after this build, since its
 stacking weight and threshold are chosen on top of this model's logit). The build prints the
 features' own figures on the dev and hard pairs.
 
@@ -88,6 +91,7 @@ HELD_OUT = DATASETS / "judge_pairs.jsonl"
 DEV = DATASETS / "judge_dev_pairs.jsonl"
 HAND = DATASETS / "judge_hand_pairs.jsonl"
 HARD = DATASETS / "judge_hard_pairs.jsonl"
+STYLE = DATASETS / "judge_style_pairs.jsonl"
 #: One hand-written pair weighs as much as this many synthetic pairs of its kind: the synthetic
 #: pairs teach the features' directions, the hand-written ones how people really reword and err.
 HAND_WEIGHT = 10
