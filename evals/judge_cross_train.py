@@ -39,7 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evals.judge_train import DEV, HAND, HARD, MODEL_OUT, PAIRS_OUT, SEED, STYLE, read_pairs, train_papers
+from evals.judge_train import (
+    DEV,
+    HAND,
+    HARD,
+    MODEL_OUT,
+    PAIRS_OUT,
+    SEED,
+    STYLE,
+    balance,
+    read_pairs,
+    train_papers,
+)
 from index.papers import normalise_title
 from rag import judge_cross
 
@@ -125,20 +136,15 @@ def feature_logits(pairs: list[dict[str, Any]], fx: FeatureExtractor) -> np.ndar
 
 
 def choose_stack(lr: np.ndarray, ce: np.ndarray, y: np.ndarray, kinds: np.ndarray) -> tuple[float, float]:
-    """The weight and threshold with the best kind-balanced dev accuracy (the supported half and
-    each error kind of the other half weigh alike, as in the features' fit: the dev set is heavy
-    in swaps and reversals written to defeat word overlap, and plain accuracy would trade
-    paraphrases away for them); among equals the threshold nearest 0 and the smallest weight."""
-    share = {
-        k: (0.5 if k == "paraphrase" else 0.5 / (len(set(kinds)) - 1)) / (kinds == k).sum()
-        for k in set(kinds)
-    }
-    balance = np.array([share[k] for k in kinds])
-    best = max(
+    """The weight and threshold with the best kind-balanced dev accuracy (`balance`, as in the
+    features' fit: the dev set is heavy in swaps and reversals written to defeat word overlap,
+    and plain accuracy would trade paraphrases away for them); among equals the threshold
+    nearest 0 and the smallest weight."""
+    weights = balance(y, kinds)
+    return max(
         ((w, t) for w in WEIGHTS for t in THRESHOLDS),
-        key=lambda wt: (float(balance @ (((lr + wt[0] * ce) >= wt[1]) == y)), -abs(wt[1]), -wt[0]),
+        key=lambda wt: (float(weights @ (((lr + wt[0] * ce) >= wt[1]) == y)), -abs(wt[1]), -wt[0]),
     )
-    return best
 
 
 def datasets() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:

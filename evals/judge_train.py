@@ -51,8 +51,9 @@ abstract: roles exchanged inside it, findings reversed in ordinary words, number
 written by helper sessions from the abstracts alone; style pairs: `judge_style_pairs.jsonl`,
 4,632 more of those kinds about 193 train papers, in the held-out pairs' short answer-sentence
 style. The features cannot represent these errors (this model catches 0.11 of the hard pairs'
-swaps), so neither file is fitted on here: they train the judge's cross-encoder (`python -m evals.judge_cross_train`, run after this build, since its
-stacking weight and threshold are chosen on top of this model's logit). The build prints the
+swaps), so neither file is fitted on here: they train the judge's cross-encoder
+(`python -m evals.judge_cross_train`, run after this build, since its stacking weight and
+threshold are chosen on top of this model's logit). The build prints the
 features' own figures on the dev and hard pairs.
 
 A logistic regression on MiniLM pair embeddings (|u - v| and u * v of the claim and its best
@@ -615,24 +616,12 @@ SUPPORT_FEATURES = {
 FREE_FEATURES = {"claim_words"}
 
 
-def fit(
-    x: np.ndarray,
-    y: np.ndarray,
-    c: float = 1.0,
-    kinds: np.ndarray | None = None,
-    multiplicity: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Standardisation + L2 logistic regression with sign constraints (L-BFGS-B, deterministic).
-
-    Supported and unsupported pairs weigh half each; with `kinds`, every error kind weighs the
-    same within the unsupported half (the hand-labelled sets have no dominant kind). Within
-    each of these groups a pair counts `multiplicity` times (hand-written pairs, HAND_WEIGHT)."""
-    from scipy.optimize import minimize
-
-    features = FEATURES
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    z = (x - mean) / scale
+def balance(
+    y: np.ndarray, kinds: np.ndarray | None = None, multiplicity: np.ndarray | None = None
+) -> np.ndarray:
+    """Pair weights summing to 1: supported and unsupported pairs weigh half each; with `kinds`,
+    every error kind weighs the same within the unsupported half (the hand-labelled sets have no
+    dominant kind). Within each of these groups a pair counts `multiplicity` times."""
     yb = y.astype(bool)
     mult = np.ones(len(y)) if multiplicity is None else multiplicity.astype(float)
     w = np.empty(len(y))
@@ -644,7 +633,27 @@ def fit(
         for k in neg_kinds:
             sel = (kinds == k) & ~yb
             w[sel] = 0.5 / len(neg_kinds) * mult[sel] / mult[sel].sum()
-    w *= len(y)
+    return w
+
+
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    c: float = 1.0,
+    kinds: np.ndarray | None = None,
+    multiplicity: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Standardisation + L2 logistic regression with sign constraints (L-BFGS-B, deterministic).
+
+    Pairs weigh as `balance` says (hand-written pairs count HAND_WEIGHT times)."""
+    from scipy.optimize import minimize
+
+    features = FEATURES
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (x - mean) / scale
+    yb = y.astype(bool)
+    w = balance(y, kinds, multiplicity) * len(y)
     t = yb.astype(float)
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
