@@ -162,8 +162,8 @@ class TrainedJudge:
         self.cross = None
         self.weight = self.offset = 0.0
         if cross_path is not None:
-            self.cross, info = judge_cross.load(cross_path)
-            self.weight, self.offset = float(info["weight"]), float(info["threshold"])
+            self.cross = judge_cross.Scorer(cross_path)
+            self.weight, self.offset = float(self.cross.info["weight"]), float(self.cross.info["threshold"])
         self.threshold = 0.5 if threshold is None else threshold
 
     def feature_logit(self, sentence: str, sources: list[str]) -> float:
@@ -176,7 +176,7 @@ class TrainedJudge:
         z = self.feature_logit(sentence, sources)
         if self.cross is not None:
             pair = (sentence, judge_cross.evidence(self.extractor, sentence, sources))
-            z += self.weight * float(judge_cross.logits(self.cross, [pair])[0]) - self.offset
+            z += self.weight * float(self.cross.logits([pair])[0]) - self.offset
         return 1.0 / (1.0 + float(np.exp(-z)))
 
     def supports(self, sentence: str, sources: list[str]) -> Verdict:

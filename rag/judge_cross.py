@@ -12,10 +12,9 @@ linear scorer: no weights beyond the ones already installed are needed to build 
 source sentences most similar to it (MiniLM cosine, kept in source order), so it sees the
 sentences a claim rests on and not a whole abstract cut at the length limit.
 
-Weights live in `rag/judge_cross.safetensors` as int8 per row with float16 scales, 17.5 MB
-instead of 67 (logits within 0.12 of float), dequantised with torch at load. The file's
-metadata carries the stacking weight and threshold fitted with it, so a model file and its
-decision rule cannot drift apart.
+It ships as `rag/judge_cross.onnx`, int8 (17.5 MB instead of 69), and runs with onnxruntime
+(`Scorer`); the file's metadata carries the stacking weight and threshold chosen for exactly
+these int8 weights.
 """
 
 from __future__ import annotations
@@ -27,12 +26,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    import torch
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from rag.judge_features import FeatureExtractor
 
-CROSS_PATH = Path(__file__).with_name("judge_cross.safetensors")
+CROSS_PATH = Path(__file__).with_name("judge_cross.onnx")
 LAYERS = 3
 EVIDENCE = 3
 MAX_LENGTH = 192
@@ -64,61 +62,95 @@ def build_model(layers: int = LAYERS) -> CrossEncoder:
     return CrossEncoder(modules=[encoder, Pooling(dim, "mean"), scorer], device="cpu")
 
 
-def quantise(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Large matrices as int8 rows plus one float16 scale per row; everything else float16."""
+class Scorer:
+    """The shipped cross-encoder: an int8 ONNX graph run by onnxruntime (already installed with
+    chromadb), fed by the packaged MiniLM's tokenizer. Why not torch: onnxruntime's int8
+    matmuls run the three layers in 12 ms per pair on one core against 26 ms for torch in
+    float, with the same dev AUC (0.873), and torch's own dynamic int8 lost 0.011 AUC."""
+
+    def __init__(self, path: Path = CROSS_PATH, threads: int = 0) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        from index.embedding import resolve_model_path
+        from rag.config import PACKAGED_MINILM
+        from rag.errors import RagError
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's choice, one per physical core
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.info: dict[str, Any] = json.loads(self.session.get_modelmeta().custom_metadata_map["info"])
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable files
+            raise RagError(
+                f"cannot load the judge's cross-encoder {path}: {e}; rebuild it with "
+                "`python -m evals.judge_cross_train`"
+            ) from e
+        self.tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path(PACKAGED_MINILM)))
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def logits(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """Raw scores of (claim, evidence) pairs; no sigmoid, since they are added to another logit."""
+        out = []
+        for i in range(0, len(pairs), batch_size):
+            batch = pairs[i : i + batch_size]
+            enc = self.tokenizer(
+                [c for c, _ in batch], [e for _, e in batch], padding=True, truncation="longest_first",
+                max_length=int(self.info["max_length"]), return_tensors="np",
+            )  # fmt: skip
+            feed = {name: enc[name].astype(np.int64) for name in self.inputs}
+            out.append(self.session.run(None, feed)[0].reshape(-1))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def export(model: CrossEncoder, path: Path, info: dict[str, Any]) -> None:
+    """Write `model` as int8 ONNX with `info` (at least "max_length"): torch's exporter to a float
+    graph, then onnxruntime's dynamic quantisation (int8 weights per output channel, activations
+    quantised on the fly). The stacking is then chosen on this file's logits and added to its
+    `info` with `set_info`."""
+    import tempfile
+
+    import onnx
     import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    out = {}
-    for name, value in state.items():
-        value = value.detach().float()
-        if value.ndim == 2 and value.numel() > 10_000:
-            scale = value.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
-            out[name + ".q"] = torch.round(value / scale).to(torch.int8)
-            out[name + ".s"] = scale.to(torch.float16)
-        else:
-            out[name] = value.to(torch.float16)
-    return out
+    names = ["input_ids", "attention_mask", "token_type_ids"]
 
+    class Scores(torch.nn.Module):  # the exporter wants tensors in and out, not a features dict
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-def dequantise(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, value in tensors.items():
-        if name.endswith(".s"):
-            continue
-        if name.endswith(".q"):
-            out[name[:-2]] = value.float() * tensors[name[:-2] + ".s"].float()
-        else:
-            out[name] = value.float()
-    return out
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(dict(zip(names, tensors, strict=True)))["scores"]
 
-
-def save(model: CrossEncoder, path: Path, info: dict[str, Any]) -> None:
-    """Quantised weights and `info` (the recipe, the stacking weight and threshold) as metadata."""
-    from safetensors.torch import save_file
-
-    save_file(quantise(model.state_dict()), str(path), metadata={"info": json.dumps(info)})
-
-
-def load(path: Path = CROSS_PATH) -> tuple[CrossEncoder, dict[str, Any]]:
-    """The model as saved by `save`, in eval mode, and its `info`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from rag.errors import RagError
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            info = json.loads((f.metadata() or {})["info"])
-        tensors = load_file(str(path))
-    except (OSError, KeyError, ValueError) as e:
-        raise RagError(
-            f"cannot load the judge's cross-encoder {path}: {e}; rebuild it with "
-            "`python -m evals.judge_cross_train`"
-        ) from e
-    model = build_model(int(info["layers"]))
-    model.load_state_dict(dequantise(tensors), strict=True)
+    example = model.preprocess([("a claim", "its evidence"), ("another claim", "more evidence here")])
     model.eval()
-    return model, info
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        # dynamo=False: the TorchScript exporter needs no onnxscript and handles this graph
+        torch.onnx.export(
+            Scores().eval(), tuple(example[n] for n in names), str(float_path), input_names=names,
+            output_names=["scores"], dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"scores": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )  # fmt: skip
+        quantize_dynamic(
+            float_path, path, weight_type=QuantType.QInt8, per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )  # fmt: skip
+    set_info(path, info)
+
+
+def set_info(path: Path, info: dict[str, Any]) -> None:
+    """Store `info` (the recipe, the stacking weight and threshold) in the file's metadata, so a
+    model file and its decision rule cannot drift apart."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    graph.metadata_props.add(key="info", value=json.dumps(info))
+    onnx.save(graph, str(path))
 
 
 def evidence(extractor: FeatureExtractor, claim: str, sources: list[str], k: int = EVIDENCE) -> str:
@@ -127,15 +159,3 @@ def evidence(extractor: FeatureExtractor, claim: str, sources: list[str], k: int
     vecs = extractor.encode([claim, *sents])
     best = np.argsort(-(vecs[1:] @ vecs[0]), kind="stable")[:k]
     return " ".join(sents[i] for i in sorted(best))
-
-
-def logits(model: CrossEncoder, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
-    """Raw scores of (claim, evidence) pairs; no sigmoid, since they are added to another logit."""
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(pairs), batch_size):
-            features = model.preprocess(pairs[i : i + batch_size])
-            out.append(model(features)["scores"].view(-1).float().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

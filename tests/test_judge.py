@@ -286,21 +286,31 @@ def test_model_file_is_small_and_matches_features():
 
 
 def test_cross_encoder_file_is_int8_and_carries_its_stacking(judge):
-    """The cross-encoder ships quantised (17.5 MB, not 67) with the weight and threshold chosen
+    """The cross-encoder ships as int8 ONNX (17.5 MB, not 69) with the weight and threshold chosen
     for those very weights, and the trained judge loads and uses it."""
-    from safetensors import safe_open
+    import onnx
 
     from rag.judge import CROSS_PATH
-    from rag.judge_cross import load
 
     assert CROSS_PATH.stat().st_size < 20_000_000
-    with safe_open(str(CROSS_PATH), framework="pt") as f:
-        dtypes = {f.get_slice(k).get_dtype() for k in f.keys() if k.endswith(".q")}  # noqa: SIM118 (not iterable)
-    assert dtypes == {"I8"}
-    _, info = load(CROSS_PATH)
+    graph = onnx.load(str(CROSS_PATH))
+    matrices = {t.data_type for t in graph.graph.initializer if len(t.dims) == 2}
+    assert onnx.TensorProto.INT8 in matrices  # the matmuls' weights
+    assert matrices <= {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}  # no float matrix left
+    info = json.loads({p.key: p.value for p in graph.metadata_props}["info"])
     assert info["weight"] > 0 and info["dev_stacked"]["accuracy"] >= info["dev_features_alone"]["accuracy"]
     assert judge.cross is not None
     assert (judge.weight, judge.offset) == (info["weight"], info["threshold"])
+
+
+def test_cross_encoder_file_that_cannot_be_read_names_itself(tmp_path, shared_embedder):
+    from rag.errors import RagError
+    from rag.judge import TrainedJudge
+
+    bad = tmp_path / "judge_cross.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(RagError, match="judge_cross.onnx.*judge_cross_train"):
+        TrainedJudge(shared_embedder, cross_path=bad)
 
 
 # --- the LLM judge's reply -------------------------------------------------------------------
