@@ -1,6 +1,7 @@
 """Fit the judge's cross-encoder (`rag/judge_cross.onnx`) and how it is stacked.
 
     OMP_NUM_THREADS=1 python -m evals.judge_cross_train      # after `python -m evals.judge_train`
+    python -m evals.judge_cross_train --stack-only           # step 3 alone, on the shipped file
 
 Three steps, all seeded, on one CPU core in about 70 minutes:
 
@@ -25,8 +26,9 @@ LayerNorms, 10% warmup then linear decay, gradient clipping at 1, classes balanc
 loss's positive weight). It is a plain torch loop: sentence-transformers' CrossEncoderTrainer
 needs `datasets` and `accelerate`, which nothing else here uses.
 
-The model is exported to int8 ONNX (`rag.judge_cross.export`) before the stacking is chosen, so
-the weight and threshold belong to the weights as shipped; the build prints the dev figures.
+The model is exported to int8 ONNX (`rag.judge_cross.export`) before the stacking is chosen, and
+the dev pairs are scored by `rag.judge_cross.Scorer` one at a time, as the judge scores, so the
+weight and threshold belong to the weights as shipped and run; the build prints the dev figures.
 """
 
 from __future__ import annotations
@@ -177,40 +179,20 @@ def figures(pairs: list[dict[str, Any]], supported: np.ndarray) -> dict[str, Any
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=judge_cross.CROSS_PATH)
-    args = ap.parse_args(argv)
-
-    import torch
+def stack(path: Path, fx: FeatureExtractor) -> dict[str, Any]:
+    """Choose the weight and threshold on the dev pairs for the int8 file at `path`, scored the
+    way the judge scores at run time (`Scorer`), and store them with the dev figures in its
+    metadata. `--stack-only` reruns just this step, for example after the dev pairs grow."""
     from sklearn.metrics import roc_auc_score
 
-    from index.embedding import Embedder
-    from rag.config import Settings
-    from rag.judge_features import FeatureExtractor
-
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    fx = FeatureExtractor(Embedder(Settings().embed_model))
-    synthetic, written, dev = datasets()
-    print(f"pretraining on {len(synthetic)} synthetic pairs of {len({p['paper'] for p in synthetic})} papers; "
-          f"fine-tuning on {len(written)} hand-written pairs; stacking chosen on {len(dev)} dev pairs")  # fmt: skip
-
-    torch.manual_seed(SEED)  # the scorer's initial weights
-    model = judge_cross.build_model()
-    fit(model, with_evidence(synthetic, fx), epochs=2, lr=1e-4, lr_head=2e-3)
-    fit(model, with_evidence(written, fx), epochs=3, lr=3e-5, lr_head=1e-3)
-
-    # The stacking is chosen on the weights as they ship: the int8 ONNX file, read back.
-    recipe = {"layers": judge_cross.LAYERS, "evidence": judge_cross.EVIDENCE, "max_length": judge_cross.MAX_LENGTH,
-              "seed": SEED, "built_by": "python -m evals.judge_cross_train"}  # fmt: skip
-    judge_cross.export(model, args.out, recipe)
+    dev = read_pairs(DEV)
     dev_rows = with_evidence(dev, fx)
-    ce = judge_cross.Scorer(args.out, threads=1).logits([(c, e) for c, e, _ in dev_rows])
+    scorer = judge_cross.Scorer(path, threads=1)
+    ce = scorer.logits([(c, e) for c, e, _ in dev_rows])
     lr = feature_logits(dev, fx)
     y = np.array([r[2] for r in dev_rows])
     weight, threshold = choose_stack(lr, ce, y, np.array([p["kind"] for p in dev]))
-    info = recipe | {
+    info = scorer.info | {  # the recipe stays; the stacking and its figures are replaced
         "weight": weight,
         "threshold": threshold,
         "dev_auc": {
@@ -221,8 +203,41 @@ def main(argv: list[str] | None = None) -> None:
         "dev_features_alone": figures(dev, lr >= 0),
         "dev_stacked": figures(dev, lr + weight * ce >= threshold),
     }
-    judge_cross.set_info(args.out, info)
-    print(f"weight {weight}, threshold {threshold}; dev AUC {info['dev_auc']}")
+    judge_cross.set_info(path, info)
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=judge_cross.CROSS_PATH)
+    ap.add_argument(
+        "--stack-only", action="store_true", help="keep the model in --out, choose its stacking again"
+    )
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from index.embedding import Embedder
+    from rag.config import Settings
+    from rag.judge_features import FeatureExtractor
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    fx = FeatureExtractor(Embedder(Settings().embed_model))
+    if not args.stack_only:
+        synthetic, written, dev = datasets()
+        print(f"pretraining on {len(synthetic)} synthetic pairs of {len({p['paper'] for p in synthetic})} papers; "
+              f"fine-tuning on {len(written)} hand-written pairs; stacking chosen on {len(dev)} dev pairs")  # fmt: skip
+        torch.manual_seed(SEED)  # the scorer's initial weights
+        model = judge_cross.build_model()
+        fit(model, with_evidence(synthetic, fx), epochs=2, lr=1e-4, lr_head=2e-3)
+        fit(model, with_evidence(written, fx), epochs=3, lr=3e-5, lr_head=1e-3)
+        # The stacking is chosen on the weights as they ship: the int8 ONNX file, read back.
+        recipe = {"layers": judge_cross.LAYERS, "evidence": judge_cross.EVIDENCE, "max_length": judge_cross.MAX_LENGTH,
+                  "seed": SEED, "built_by": "python -m evals.judge_cross_train"}  # fmt: skip
+        judge_cross.export(model, args.out, recipe)
+    info = stack(args.out, fx)
+    print(f"weight {info['weight']}, threshold {info['threshold']}; dev AUC {info['dev_auc']}")
     print(f"dev, features alone: {info['dev_features_alone']}")
     print(f"dev, stacked:        {info['dev_stacked']}")
     print(f"{args.out} ({args.out.stat().st_size / 1e6:.1f} MB); {time.perf_counter() - t0:.0f} s in all")

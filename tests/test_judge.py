@@ -303,6 +303,27 @@ def test_cross_encoder_file_is_int8_and_carries_its_stacking(judge):
     assert (judge.weight, judge.offset) == (info["weight"], info["threshold"])
 
 
+def test_cross_encoder_scores_each_pair_alone(judge):
+    """A pair's score must not depend on what else is scored with it: int8 activations are
+    quantised per run, and batched dev scores once chose a stacking the judge never ran."""
+    pairs = [
+        ("The method needs no labels.", "We train without any labelled data. Results improve by 4 points."),
+        ("The model is slower.", "It is faster."),
+    ]
+    together = judge.cross.logits(pairs)
+    assert together[0] == judge.cross.logits(pairs[:1])[0]
+    assert together[1] == judge.cross.logits(pairs[1:])[0]
+
+
+def test_stacking_figures_are_what_the_judge_scores(judge):
+    """The dev accuracy stored with the stacking is reproduced by the judge as it runs."""
+    from evals.judge_train import DEV, read_pairs
+
+    dev = read_pairs(DEV)
+    right = [judge.supports(p["claim"], [p["source"]]).supported == bool(p["label"]) for p in dev]
+    assert sum(right) / len(right) == pytest.approx(judge.cross.info["dev_stacked"]["accuracy"], abs=0.002)
+
+
 def test_cross_encoder_file_that_cannot_be_read_names_itself(tmp_path, shared_embedder):
     from rag.errors import RagError
     from rag.judge import TrainedJudge
