@@ -3,14 +3,14 @@
     OMP_NUM_THREADS=1 python -m evals.judge_cross_train      # after `python -m evals.judge_train`
     python -m evals.judge_cross_train --stack-only           # step 3 alone, on the shipped file
 
-Three steps, all seeded, on one CPU core in about 70 minutes:
+Three steps, all seeded, on one CPU core in about 55 minutes:
 
 1. Pretrain (2 epochs, lr 1e-4 encoder / 2e-3 scorer) on the synthetic pairs of
    `judge_train_pairs.jsonl`. From the bare MiniLM, a cross-encoder fine-tuned on the
    hand-written pairs alone ranked them worse (AUC 0.867 against 0.892 on one fold, session 4).
 2. Fine-tune (3 epochs, lr 3e-5 / 1e-3) on the hand-written pairs: `judge_hand_pairs.jsonl`
    (624), `judge_hard_pairs.jsonl` (2,312, all 289 train papers) and `judge_style_pairs.jsonl`
-   (6,176 on 193 papers: short answer-like sentences, the held-out pairs' style). More
+   (4,632 on 193 papers: short answer-like sentences, the held-out pairs' style). More
    hand-written pairs kept helping (5-fold AUC on the 624: 0.75 with half of them, 0.77, 0.83
    with the hard pairs).
 3. Stack: "supported" when the features' logit (`rag/judge_model.json`, 0 at its own threshold)

@@ -49,8 +49,9 @@ Hard pairs: `evals/datasets/judge_hard_pairs.jsonl`, 2,312 pairs about all 289 t
 paper four faithful rewordings and four errors written to share most of their words with the
 abstract: roles exchanged inside it, findings reversed in ordinary words, numbers, overclaims),
 written by helper sessions from the abstracts alone; style pairs: `judge_style_pairs.jsonl`,
-6,176 more of those kinds about 193 train papers, in the held-out pairs' short answer-sentence
-style. The features cannot represent these errors (this model catches 0.11 of the hard pairs'
+4,632 more of those kinds about 193 train papers, in the held-out pairs' short answer-sentence
+style (a fourth writer's 1,544, `judge_style_r4_pairs.jsonl`, are kept but not trained on: with
+them the built judge scored lower on the dev pairs). The features cannot represent these errors (this model catches 0.11 of the hard pairs'
 swaps), so neither file is fitted on here: they train the judge's cross-encoder
 (`python -m evals.judge_cross_train`, run after this build, since its stacking weight and
 threshold are chosen on top of this model's logit). The build prints the
