@@ -316,6 +316,14 @@ def test_cross_encoder_scores_each_pair_alone(judge):
     assert together[1] == judge.cross.logits(pairs[1:])[0]
 
 
+def test_cross_encoder_uses_the_cpus_it_may_run_on(judge):
+    """One thread per CPU in the process's affinity, not per physical core: on a machine
+    shared out core by core, more threads than cores doubled the judge's latency."""
+    import os
+
+    assert judge.cross.session.get_session_options().intra_op_num_threads == len(os.sched_getaffinity(0))
+
+
 def test_stacking_figures_are_what_the_judge_scores(judge):
     """The dev accuracy stored with the stacking is reproduced by the judge as it runs."""
     from evals.judge_train import DEV, read_pairs
