@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python -m evals.judge_cross_train      # after `python -m evals.judge_train`
     python -m evals.judge_cross_train --stack-only           # step 3 alone, on the shipped file
 
-Three steps, all seeded, on one CPU core in about 55 minutes:
+Three steps, all seeded (a rebuild reproduces the shipped file byte for byte), on one CPU core in
+about an hour:
 
 1. Pretrain (2 epochs, lr 1e-4 encoder / 2e-3 scorer) on the synthetic pairs of
    `judge_train_pairs.jsonl`. From the bare MiniLM, a cross-encoder fine-tuned on the
