@@ -51,10 +51,10 @@ abstract: roles exchanged inside it, findings reversed in ordinary words, number
 written by helper sessions from the abstracts alone; style pairs: `judge_style_pairs.jsonl`,
 4,632 more of those kinds about 193 train papers, in the held-out pairs' short answer-sentence
 style (a fourth writer's 1,544, `judge_style_r4_pairs.jsonl`, are kept but not trained on: with
-them the built judge scored lower on the dev pairs). The features cannot represent these errors (this model catches 0.11 of the hard pairs'
-swaps), so neither file is fitted on here: they train the judge's cross-encoder
-(`python -m evals.judge_cross_train`, run after this build, since its stacking weight and
-threshold are chosen on top of this model's logit). The build prints the
+them the built judge scored lower on the dev pairs). The features cannot represent these errors
+(this model catches 0.11 of the hard pairs' swaps), so neither file is fitted on here: they train
+the judge's cross-encoder (`python -m evals.judge_cross_train`, run after this build, since its
+stacking weight and threshold are chosen on top of this model's logit). The build prints the
 features' own figures on the dev and hard pairs.
 
 A logistic regression on MiniLM pair embeddings (|u - v| and u * v of the claim and its best
