@@ -14,6 +14,13 @@ are unsupported on purpose:
 Every source paper is from the half of the corpus NOT in `train-papers.txt` (that
 half is kept for measuring). Run `python -m evals.make_judge_pairs` to rebuild the
 file; it fails loudly when a title no longer resolves to exactly one such paper.
+
+The file holds two sets. `jp-*`: the 264 claims below (55 papers), written in sessions 1-2.
+`h2-*`: 300 claims about 75 other held-out papers (`judge_pairs_v2_claims.jsonl`, session 9),
+two faithful and two wrong per paper, ten of each error kind per writer, written by three
+writers who saw neither the judge nor any other pairs, then labelled blind by a second reader
+(the pairs the two disagreed on were rewritten or dropped before anything scored them). The
+first set had been measured eleven times while the judge was built; the second had not.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from rag.config import BUNDLED_CORPUS
 DATASETS = Path(__file__).resolve().parent / "datasets"
 OUT = DATASETS / "judge_pairs.jsonl"
 TRAIN = DATASETS / "train-papers.txt"
+CLAIMS_V2 = DATASETS / "judge_pairs_v2_claims.jsonl"
 
 P, NUM, SWAP, NEG, OVER = "paraphrase", "number", "swap", "negation", "overclaim"
 
@@ -1020,7 +1028,16 @@ def build() -> list[dict[str, object]]:
                 "claim_title": claim_title,
             }
         )
-    return [{"id": f"jp-{i:03d}", **r} for i, r in enumerate(rows)]
+    rows = [{"id": f"jp-{i:03d}", **r} for i, r in enumerate(rows)]
+    for i, line in enumerate(CLAIMS_V2.read_text(encoding="utf-8").splitlines()):
+        c = json.loads(line)
+        title, abstract = resolve(c["title"], held)
+        other = {"claim_title": resolve(c["claim_title"], held)[0]} if "claim_title" in c else {}
+        rows.append(
+            {"id": f"h2-{i:03d}", "claim": c["claim"], "source": abstract, "label": c["label"],
+             "kind": c["kind"], "title": title, **other}
+        )  # fmt: skip
+    return rows
 
 
 def main() -> None:
