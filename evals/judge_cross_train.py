@@ -16,7 +16,7 @@ about an hour:
    with the hard pairs).
 3. Stack: "supported" when the features' logit (`rag/judge_model.json`, 0 at its own threshold)
    plus `weight` times the cross-encoder's logit reaches `threshold`. Both are chosen on the dev
-   pairs (`judge_dev_pairs.jsonl`, 647 pairs about 96 train papers, in the held-out style):
+   pairs (`judge_dev_pairs.jsonl`, 947 pairs about 96 train papers, in the held-out style):
    in session 4 a threshold chosen by cross-validation on the hand pairs did not carry over,
    the cross-encoder's logits being about 1.2 lower on held-out paraphrases.
 

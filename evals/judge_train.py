@@ -40,8 +40,9 @@ intercept so that "supported" stays "probability >= 0.5". Written as plain numbe
 
 Model selection: `evals/datasets/judge_dev_pairs.jsonl`, hand-written pairs about 96 other train
 papers (the same kinds and style as the held-out pairs; `title` names the paper): 135 about 32
-papers, on which the first features and settings were chosen, and 512 about 64 papers without
-hand pairs, written by helper sessions in session 6. This build never fits on their hand-written
+papers, on which the first features and settings were chosen, 512 about 64 papers without
+hand pairs, written by helper sessions in session 6, and 300 (`dev3-*`) about 75 of the same
+papers, written in session 9 the way the second held-out set was. This build never fits on their hand-written
 pairs (their synthetic ones are in the fit, as for every train paper) and prints its figures;
 the cross-encoder's build chooses its two stacking numbers on them.
 
