@@ -60,6 +60,7 @@ _ALL_KINDS = {"paraphrase", "number", "swap", "negation", "overclaim", "other_pa
         ("judge_hard_pairs.jsonl", 2000, _ALL_KINDS - {"other_paper"}),
         ("judge_style_pairs.jsonl", 4500, _ALL_KINDS - {"other_paper"}),
         ("judge_style_r4_pairs.jsonl", 1500, _ALL_KINDS - {"other_paper"}),
+        ("judge_subtle_pairs.jsonl", 1100, _ALL_KINDS),
     ],
 )
 def test_hand_written_pairs_come_from_train_papers_only(name, at_least, kinds):
