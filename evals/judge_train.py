@@ -42,9 +42,9 @@ Model selection: `evals/datasets/judge_dev_pairs.jsonl`, hand-written pairs abou
 papers (the same kinds and style as the held-out pairs; `title` names the paper): 135 about 32
 papers, on which the first features and settings were chosen, 512 about 64 papers without
 hand pairs, written by helper sessions in session 6, and 300 (`dev3-*`) about 75 of the same
-papers, written in session 9 the way the second held-out set was. This build never fits on their hand-written
-pairs (their synthetic ones are in the fit, as for every train paper) and prints its figures;
-the cross-encoder's build chooses its two stacking numbers on them.
+papers, written in session 9 the way the second held-out set was. This build never fits on
+their hand-written pairs (their synthetic ones are in the fit, as for every train paper) and
+prints its figures; the cross-encoder's build chooses its two stacking numbers on them.
 
 Hard pairs: `evals/datasets/judge_hard_pairs.jsonl`, 2,312 pairs about all 289 train papers (per
 paper four faithful rewordings and four errors written to share most of their words with the

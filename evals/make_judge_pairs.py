@@ -18,9 +18,9 @@ file; it fails loudly when a title no longer resolves to exactly one such paper.
 The file holds two sets. `jp-*`: the 264 claims below (55 papers), written in sessions 1-2.
 `h2-*`: 300 claims about 75 other held-out papers (`judge_pairs_v2_claims.jsonl`, session 9),
 two faithful and two wrong per paper, ten of each error kind per writer, written by three
-writers who saw neither the judge nor any other pairs, then labelled blind by a second reader
-(the pairs the two disagreed on were rewritten or dropped before anything scored them). The
-first set had been measured eleven times while the judge was built; the second had not.
+writers who saw neither the judge nor any other pairs, then labelled blind by a second reader,
+who agreed on all 300, before anything scored them. The first set had been measured eleven
+times while the judge was built; the second had not.
 """
 
 from __future__ import annotations
