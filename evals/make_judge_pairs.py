@@ -1006,38 +1006,35 @@ def resolve(prefix: str, held: dict[str, tuple[str, str]]) -> tuple[str, str]:
     return found[0]
 
 
+def pair(
+    held: dict[str, tuple[str, str]], source_of: str, kind: str, claim: str, claim_of: str | None = None
+) -> dict[str, object]:
+    """One labelled pair: `claim` checked against the abstract of the paper `source_of` names;
+    `claim_of` names the paper an `other_paper` claim is really about."""
+    title, abstract = resolve(source_of, held)
+    row: dict[str, object] = {
+        "claim": claim,
+        "source": abstract,
+        "label": kind == P,
+        "kind": kind,
+        "title": title,
+    }
+    if claim_of:
+        row["claim_title"] = resolve(claim_of, held)[0]
+    return row
+
+
 def build() -> list[dict[str, object]]:
     held = held_out_papers()
-    rows: list[dict[str, object]] = []
-    for prefix, claims in CLAIMS.items():
-        title, abstract = resolve(prefix, held)
-        for kind, claim in claims:
-            rows.append(
-                {"claim": claim, "source": abstract, "label": kind == P, "kind": kind, "title": title}
-            )
-    for claim_of, claim, source_of in OTHER_PAPER:
-        claim_title, _ = resolve(claim_of, held)
-        title, abstract = resolve(source_of, held)
-        rows.append(
-            {
-                "claim": claim,
-                "source": abstract,
-                "label": False,
-                "kind": "other_paper",
-                "title": title,
-                "claim_title": claim_title,
-            }
-        )
-    rows = [{"id": f"jp-{i:03d}", **r} for i, r in enumerate(rows)]
-    for i, line in enumerate(CLAIMS_V2.read_text(encoding="utf-8").splitlines()):
-        c = json.loads(line)
-        title, abstract = resolve(c["title"], held)
-        other = {"claim_title": resolve(c["claim_title"], held)[0]} if "claim_title" in c else {}
-        rows.append(
-            {"id": f"h2-{i:03d}", "claim": c["claim"], "source": abstract, "label": c["label"],
-             "kind": c["kind"], "title": title, **other}
-        )  # fmt: skip
-    return rows
+    first = [pair(held, prefix, kind, claim) for prefix, claims in CLAIMS.items() for kind, claim in claims]
+    first += [
+        pair(held, source_of, "other_paper", claim, claim_of) for claim_of, claim, source_of in OTHER_PAPER
+    ]
+    second = [json.loads(line) for line in CLAIMS_V2.read_text(encoding="utf-8").splitlines()]
+    return [{"id": f"jp-{i:03d}", **r} for i, r in enumerate(first)] + [
+        {"id": f"h2-{i:03d}", **pair(held, c["title"], c["kind"], c["claim"], c.get("claim_title"))}
+        for i, c in enumerate(second)
+    ]
 
 
 def main() -> None:
