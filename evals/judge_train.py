@@ -51,9 +51,9 @@ paper four faithful rewordings and four errors written to share most of their wo
 abstract: roles exchanged inside it, findings reversed in ordinary words, numbers, overclaims),
 written by helper sessions from the abstracts alone; style pairs: `judge_style_pairs.jsonl`,
 4,632 more of those kinds about 193 train papers, in the held-out pairs' short answer-sentence
-style (a fourth writer's 1,544, `judge_style_r4_pairs.jsonl`, are kept but not trained on: with
-them the built judge scored lower on the dev pairs). The features cannot represent these errors
-(this model catches 0.11 of the hard pairs' swaps), so neither file is fitted on here: they train
+style, with a fourth writer's 1,544 (`judge_style_r4_pairs.jsonl`) and 1,158 written the way the
+second held-out set was (`judge_subtle_pairs.jsonl`). The features cannot represent these errors
+(this model catches 0.11 of the hard pairs' swaps), so none of these files is fitted on here: they train
 the judge's cross-encoder (`python -m evals.judge_cross_train`, run after this build, since its
 stacking weight and threshold are chosen on top of this model's logit). The build prints the
 features' own figures on the dev and hard pairs.
@@ -95,6 +95,8 @@ DEV = DATASETS / "judge_dev_pairs.jsonl"
 HAND = DATASETS / "judge_hand_pairs.jsonl"
 HARD = DATASETS / "judge_hard_pairs.jsonl"
 STYLE = DATASETS / "judge_style_pairs.jsonl"
+STYLE_R4 = DATASETS / "judge_style_r4_pairs.jsonl"
+SUBTLE = DATASETS / "judge_subtle_pairs.jsonl"
 #: One hand-written pair weighs as much as this many synthetic pairs of its kind: the synthetic
 #: pairs teach the features' directions, the hand-written ones how people really reword and err.
 HAND_WEIGHT = 10

@@ -147,13 +147,8 @@ def test_more_paraphrases_accepted(judge, abstract, claim):
         ),
         # a reversed comparison / negation
         ("Galactic", "In simulation speed, Galactic is 54x slower than Habitat 2.0."),
-        # the two sides of a comparison exchanged: `compare_swapped` fires, but weighs too little
-        # (few synthetic pairs have names on both sides of a comparison)
-        pytest.param(
-            "Galactic",
-            "Habitat 2.0 simulates 54x faster than Galactic on an 8-GPU node.",
-            marks=pytest.mark.xfail(reason="issue 10: known miss of the trained judge", strict=True),
-        ),
+        # the two sides of a comparison exchanged (missed until session 10's cross-encoder)
+        ("Galactic", "Habitat 2.0 simulates 54x faster than Galactic on an 8-GPU node."),
         (
             "Mixed Autoencoder",
             "Naive mixing improves MAE's performance because it reduces mutual information.",
