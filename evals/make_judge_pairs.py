@@ -20,7 +20,10 @@ The file holds two sets. `jp-*`: the 264 claims below (55 papers), written in se
 two faithful and two wrong per paper, ten of each error kind per writer, written by three
 writers who saw neither the judge nor any other pairs, then labelled blind by a second reader,
 who agreed on all 300, before anything scored them. The first set had been measured eleven
-times while the judge was built; the second had not.
+times while the judge was built; the second had not. `h3-*`: 300 claims about 75 held-out papers
+neither earlier set uses (`judge_pairs_v3_claims.jsonl`, session 11), written and labelled the
+same way by three new writers and another blind reader (agreement 300 of 300), committed
+before any judge scored them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ DATASETS = Path(__file__).resolve().parent / "datasets"
 OUT = DATASETS / "judge_pairs.jsonl"
 TRAIN = DATASETS / "train-papers.txt"
 CLAIMS_V2 = DATASETS / "judge_pairs_v2_claims.jsonl"
+CLAIMS_V3 = DATASETS / "judge_pairs_v3_claims.jsonl"
 
 P, NUM, SWAP, NEG, OVER = "paraphrase", "number", "swap", "negation", "overclaim"
 
@@ -1030,11 +1034,12 @@ def build() -> list[dict[str, object]]:
     first += [
         pair(held, source_of, "other_paper", claim, claim_of) for claim_of, claim, source_of in OTHER_PAPER
     ]
-    second = [json.loads(line) for line in CLAIMS_V2.read_text(encoding="utf-8").splitlines()]
-    return [{"id": f"jp-{i:03d}", **r} for i, r in enumerate(first)] + [
-        {"id": f"h2-{i:03d}", **pair(held, c["title"], c["kind"], c["claim"], c.get("claim_title"))}
-        for i, c in enumerate(second)
+    later = [
+        {"id": f"{prefix}-{i:03d}", **pair(held, c["title"], c["kind"], c["claim"], c.get("claim_title"))}
+        for prefix, path in (("h2", CLAIMS_V2), ("h3", CLAIMS_V3))
+        for i, c in enumerate(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines())
     ]
+    return [{"id": f"jp-{i:03d}", **r} for i, r in enumerate(first)] + later
 
 
 def main() -> None:
