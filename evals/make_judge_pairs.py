@@ -15,7 +15,7 @@ Every source paper is from the half of the corpus NOT in `train-papers.txt` (tha
 half is kept for measuring). Run `python -m evals.make_judge_pairs` to rebuild the
 file; it fails loudly when a title no longer resolves to exactly one such paper.
 
-The file holds two sets. `jp-*`: the 264 claims below (55 papers), written in sessions 1-2.
+The file holds three sets. `jp-*`: the 264 claims below (55 papers), written in sessions 1-2.
 `h2-*`: 300 claims about 75 other held-out papers (`judge_pairs_v2_claims.jsonl`, session 9),
 two faithful and two wrong per paper, ten of each error kind per writer, written by three
 writers who saw neither the judge nor any other pairs, then labelled blind by a second reader,
