@@ -210,6 +210,8 @@ def stack(path: Path, fx: FeatureExtractor) -> dict[str, Any]:
         },  # fmt: skip
         "dev_features_alone": figures(dev, lr >= 0),
         "dev_stacked": figures(dev, lr + weight * ce >= threshold),
+        # each dev pair's verdict, in file order: a test checks a sample of them against the judge
+        "dev_supported": "".join("1" if v else "0" for v in lr + weight * ce >= threshold),
     }
     judge_cross.set_info(path, info)
     return info

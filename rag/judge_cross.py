@@ -117,11 +117,12 @@ class Scorer:
         return out
 
 
-def export(model: CrossEncoder, path: Path, info: dict[str, Any]) -> None:
+def export(model: CrossEncoder, path: Path, info: dict[str, Any], quantise: bool = True) -> None:
     """Write `model` as int8 ONNX with `info` (at least "max_length"): torch's exporter to a float
     graph, then onnxruntime's dynamic quantisation (int8 weights per output channel, activations
     quantised on the fly). The stacking is then chosen on this file's logits and added to its
-    `info` with `set_info`."""
+    `info` with `set_info`. `quantise=False` keeps the float graph (`evals.judge_swap_train`
+    reads its initializer names)."""
     import tempfile
 
     import onnx
@@ -141,17 +142,18 @@ def export(model: CrossEncoder, path: Path, info: dict[str, Any]) -> None:
     example = model.preprocess([("a claim", "its evidence"), ("another claim", "more evidence here")])
     model.eval()
     with tempfile.TemporaryDirectory() as tmp:
-        float_path = Path(tmp) / "float.onnx"
+        float_path = Path(tmp) / "float.onnx" if quantise else path
         # dynamo=False: the TorchScript exporter needs no onnxscript and handles this graph
         torch.onnx.export(
             Scores().eval(), tuple(example[n] for n in names), str(float_path), input_names=names,
             output_names=["scores"], dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"scores": {0: "batch"}},
             opset_version=17, dynamo=False,
         )  # fmt: skip
-        quantize_dynamic(
-            float_path, path, weight_type=QuantType.QInt8, per_channel=True,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )  # fmt: skip
+        if quantise:
+            quantize_dynamic(
+                float_path, path, weight_type=QuantType.QInt8, per_channel=True,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )  # fmt: skip
     set_info(path, info)
 
 
