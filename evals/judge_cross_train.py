@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,36 @@ def with_evidence(pairs: list[dict[str, Any]], fx: FeatureExtractor) -> list[tup
     ]
 
 
+def warmup_then_linear(opt: Any, total: int) -> Any:
+    """The learning rate rises over the first 10% of `total` steps, then falls linearly to 0."""
+    import torch
+
+    warm = max(1, total // 10)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+    )
+
+
+def shuffled_batches(n: int, size: int, epochs: int, rng: random.Random) -> Iterator[list[int]]:
+    """Indices 0..n-1 in batches of `size`, shuffled again at the start of each epoch."""
+    for _ in range(epochs):
+        idx = list(range(n))
+        rng.shuffle(idx)
+        for b in range(0, n, size):
+            yield idx[b : b + size]
+
+
+def update(model: CrossEncoder, loss: Any, opt: Any, sched: Any) -> None:
+    """One optimiser step, gradients clipped at norm 1."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad()
+
+
 def fit(
     model: CrossEncoder, rows: list[tuple[str, str, bool]], epochs: int, lr: float, lr_head: float
 ) -> None:
@@ -111,28 +142,17 @@ def fit(
                 )
     opt = torch.optim.AdamW(groups)
     total = epochs * ((len(rows) + BATCH - 1) // BATCH)
-    warm = max(1, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
-    )
-    order = random.Random(SEED)
+    sched = warmup_then_linear(opt, total)
     model.train()
     with tqdm(total=total, desc=f"{epochs} epochs on {len(rows)} pairs", unit="batch") as bar:
-        for _ in range(epochs):
-            idx = list(range(len(rows)))
-            order.shuffle(idx)
-            for b in range(0, len(idx), BATCH):
-                batch = [rows[i] for i in idx[b : b + BATCH]]
-                loss = loss_fn(
-                    [[r[0] for r in batch], [r[1] for r in batch]], torch.tensor([float(r[2]) for r in batch])
-                )
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+        for idx in shuffled_batches(len(rows), BATCH, epochs, random.Random(SEED)):
+            batch = [rows[i] for i in idx]
+            loss = loss_fn(
+                [[r[0] for r in batch], [r[1] for r in batch]], torch.tensor([float(r[2]) for r in batch])
+            )
+            update(model, loss, opt, sched)
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
 
 

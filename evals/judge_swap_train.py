@@ -6,7 +6,7 @@ It passed the dev rule declared before it was built (kind-balanced accuracy 0.86
 by-paper CV 0.848 against 0.846) but caught no more swaps on dev (0.639) or on either held-out set,
 and it accepted the corpus swap of `tests/test_judge.py::test_errors_caught` ("Habitat 2.0 simulates
 54x faster than Galactic", 0.51; the shipped judge rejects it at 0.496), so `rag/judge_cross.onnx`
-stays as built by `evals.judge_cross_train`. Kept because it reproduces that result byte for byte
+stays as built by `evals.judge_cross_train`. Kept because it reproduced that result byte for byte
 and because the written pairs are the material a deeper model would continue on.
 
 The cross-encoder built by `evals.judge_cross_train` scores a claim and the same claim with the
@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evals.judge_cross_train import THREADS, datasets, stack, with_evidence
+from evals.judge_cross_train import (
+    THREADS,
+    datasets,
+    shuffled_batches,
+    stack,
+    update,
+    warmup_then_linear,
+    with_evidence,
+)
 from evals.judge_train import DATASETS, DEV, read_pairs, train_papers
 from index.papers import normalise_title
 from rag import judge_cross
@@ -145,47 +153,34 @@ def fit(model: CrossEncoder, pairs: list[tuple[str, ...]], replay: list[tuple[st
 
     n_pos = sum(r[2] for r in replay)
     pos_weight = torch.tensor((len(replay) - n_pos) / n_pos)
-    params = list(model.parameters())
-    opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
     steps = EPOCHS * ((len(pairs) + PAIRS_PER_STEP - 1) // PAIRS_PER_STEP)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
-    )
+    sched = warmup_then_linear(opt, steps)
     rng = random.Random(SEED)
     ridx = list(range(len(replay)))
     rng.shuffle(ridx)
     taken = 0
     model.train()
     with tqdm(total=steps, desc=f"{EPOCHS} epochs on {len(pairs)} minimal pairs", unit="step") as bar:
-        for _ in range(EPOCHS):
-            idx = list(range(len(pairs)))
-            rng.shuffle(idx)
-            for b in range(0, len(idx), PAIRS_PER_STEP):
-                batch = [pairs[i] for i in idx[b : b + PAIRS_PER_STEP]]
-                rb = [replay[ridx[(taken + k) % len(ridx)]] for k in range(REPLAY_PER_STEP)]
-                taken += REPLAY_PER_STEP
-                n = len(batch)
-                feats = model.preprocess(
-                    [(q[0], q[1]) for q in batch] + [(q[2], q[3]) for q in batch] + [(r[0], r[1]) for r in rb]
+        for idx in shuffled_batches(len(pairs), PAIRS_PER_STEP, EPOCHS, rng):
+            batch = [pairs[i] for i in idx]
+            rb = [replay[ridx[(taken + k) % len(ridx)]] for k in range(REPLAY_PER_STEP)]
+            taken += REPLAY_PER_STEP
+            n = len(batch)
+            feats = model.preprocess(
+                [(q[0], q[1]) for q in batch] + [(q[2], q[3]) for q in batch] + [(r[0], r[1]) for r in rb]
+            )
+            s = model(feats)["scores"].view(-1)
+            loss = (
+                F.softplus(MARGIN - (s[:n] - s[n : 2 * n])).mean()
+                + F.binary_cross_entropy_with_logits(s[: 2 * n], torch.cat([torch.ones(n), torch.zeros(n)]))
+                + F.binary_cross_entropy_with_logits(
+                    s[2 * n :], torch.tensor([float(r[2]) for r in rb]), pos_weight=pos_weight
                 )
-                s = model(feats)["scores"].view(-1)
-                loss = (
-                    F.softplus(MARGIN - (s[:n] - s[n : 2 * n])).mean()
-                    + F.binary_cross_entropy_with_logits(
-                        s[: 2 * n], torch.cat([torch.ones(n), torch.zeros(n)])
-                    )
-                    + F.binary_cross_entropy_with_logits(
-                        s[2 * n :], torch.tensor([float(r[2]) for r in rb]), pos_weight=pos_weight
-                    )
-                )
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+            )
+            update(model, loss, opt, sched)
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
 
 
