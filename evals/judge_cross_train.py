@@ -220,6 +220,7 @@ def stack(path: Path, fx: FeatureExtractor) -> dict[str, Any]:
     lr = feature_logits(dev, fx)
     y = np.array([r[2] for r in dev_rows])
     weight, threshold = choose_stack(lr, ce, y, np.array([p["kind"] for p in dev]))
+    supported = lr + weight * ce >= threshold
     info = scorer.info | {  # the recipe stays; the stacking and its figures are replaced
         "weight": weight,
         "threshold": threshold,
@@ -229,9 +230,9 @@ def stack(path: Path, fx: FeatureExtractor) -> dict[str, Any]:
             "stacked": round(float(roc_auc_score(y, lr + weight * ce)), 3),
         },  # fmt: skip
         "dev_features_alone": figures(dev, lr >= 0),
-        "dev_stacked": figures(dev, lr + weight * ce >= threshold),
+        "dev_stacked": figures(dev, supported),
         # each dev pair's verdict, in file order: a test checks a sample of them against the judge
-        "dev_supported": "".join("1" if v else "0" for v in lr + weight * ce >= threshold),
+        "dev_supported": "".join("1" if v else "0" for v in supported),
     }
     judge_cross.set_info(path, info)
     return info

@@ -187,7 +187,8 @@ def fit(model: CrossEncoder, pairs: list[tuple[str, ...]], replay: list[tuple[st
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--start", type=Path, default=judge_cross.CROSS_PATH, help="the int8 model to continue")
-    ap.add_argument("--out", type=Path, default=judge_cross.CROSS_PATH)
+    # no default: the candidate was not shipped, so it must not overwrite the shipped file by accident
+    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
     import torch

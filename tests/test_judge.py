@@ -52,6 +52,14 @@ def abstract(corpus_papers):
 _ALL_KINDS = {"paraphrase", "number", "swap", "negation", "overclaim", "other_paper"}
 
 
+def _train_titles() -> set[str]:
+    """The normalised titles of `train-papers.txt`, the half of the corpus training may read."""
+    from index.papers import normalise_title
+
+    text = (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8")
+    return {normalise_title(t) for t in text.splitlines() if t.strip()}
+
+
 @pytest.mark.parametrize(
     ("name", "at_least", "kinds"),
     [
@@ -68,11 +76,7 @@ def test_hand_written_pairs_come_from_train_papers_only(name, at_least, kinds):
     (dev, hard) are about train papers, never held-out ones."""
     from index.papers import normalise_title
 
-    train = {
-        normalise_title(t)
-        for t in (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8").splitlines()
-        if t.strip()
-    }
+    train = _train_titles()
     pairs = [json.loads(line) for line in (ROOT / "evals" / "datasets" / name).open(encoding="utf-8")]
     held_out = {
         json.loads(line)["source"] for line in (ROOT / "evals" / "datasets" / "judge_pairs.jsonl").open()
@@ -105,11 +109,7 @@ def test_swap_minimal_pairs_are_about_train_papers_no_dev_pair_is_about():
     from evals.judge_train import DEV, read_pairs
     from index.papers import normalise_title
 
-    train = {
-        normalise_title(t)
-        for t in (ROOT / "evals" / "datasets" / "train-papers.txt").read_text(encoding="utf-8").splitlines()
-        if t.strip()
-    }
+    train = _train_titles()
     dev = {normalise_title(p["title"]) for p in read_pairs(DEV)}
     pairs = [json.loads(line) for line in SWAPS.open(encoding="utf-8")]
     assert len(pairs) >= 700 and len({p["id"] for p in pairs}) == len(pairs)
