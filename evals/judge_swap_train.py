@@ -146,38 +146,52 @@ def prefers_faithful(model: CrossEncoder, quads: list[tuple[str, ...]]) -> dict[
     return {"share": round(float((a > b).mean()), 3), "mean_margin": round(float((a - b).mean()), 2)}
 
 
-def fit(model: CrossEncoder, pairs: list[tuple[str, ...]], replay: list[tuple[str, str, bool]]) -> None:
+def fit(
+    model: CrossEncoder,
+    pairs: list[tuple[str, ...]],
+    replay: list[tuple[str, str, bool]],
+    seed: int = SEED,
+    lr_head: float | None = None,
+    lr: float = LR,
+) -> None:
+    """Margin + BCE on the minimal pairs, with `replay` (may be empty) alongside. `lr_head` gives
+    the scorer its own rate, for a model whose scorer starts untrained (`benchmarks/role_probe.py`)."""
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
 
-    n_pos = sum(r[2] for r in replay)
-    pos_weight = torch.tensor((len(replay) - n_pos) / n_pos)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+    head = {id(p) for p in model[-1].parameters()} if lr_head is not None else set()
+    groups = [{"params": [p for p in model.parameters() if id(p) not in head], "lr": lr}]
+    if head:
+        groups.append({"params": [p for p in model.parameters() if id(p) in head], "lr": lr_head})
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
     steps = EPOCHS * ((len(pairs) + PAIRS_PER_STEP - 1) // PAIRS_PER_STEP)
     sched = warmup_then_linear(opt, steps)
-    rng = random.Random(SEED)
-    ridx = list(range(len(replay)))
-    rng.shuffle(ridx)
+    rng = random.Random(seed)
+    if replay:
+        n_pos = sum(r[2] for r in replay)
+        pos_weight = torch.tensor((len(replay) - n_pos) / n_pos)
+        ridx = list(range(len(replay)))
+        rng.shuffle(ridx)
     taken = 0
     model.train()
     with tqdm(total=steps, desc=f"{EPOCHS} epochs on {len(pairs)} minimal pairs", unit="step") as bar:
         for idx in shuffled_batches(len(pairs), PAIRS_PER_STEP, EPOCHS, rng):
             batch = [pairs[i] for i in idx]
-            rb = [replay[ridx[(taken + k) % len(ridx)]] for k in range(REPLAY_PER_STEP)]
+            rb = [replay[ridx[(taken + k) % len(ridx)]] for k in range(REPLAY_PER_STEP)] if replay else []
             taken += REPLAY_PER_STEP
             n = len(batch)
             feats = model.preprocess(
                 [(q[0], q[1]) for q in batch] + [(q[2], q[3]) for q in batch] + [(r[0], r[1]) for r in rb]
             )
             s = model(feats)["scores"].view(-1)
-            loss = (
-                F.softplus(MARGIN - (s[:n] - s[n : 2 * n])).mean()
-                + F.binary_cross_entropy_with_logits(s[: 2 * n], torch.cat([torch.ones(n), torch.zeros(n)]))
-                + F.binary_cross_entropy_with_logits(
+            loss = F.softplus(MARGIN - (s[:n] - s[n : 2 * n])).mean() + F.binary_cross_entropy_with_logits(
+                s[: 2 * n], torch.cat([torch.ones(n), torch.zeros(n)])
+            )
+            if rb:
+                loss = loss + F.binary_cross_entropy_with_logits(
                     s[2 * n :], torch.tensor([float(r[2]) for r in rb]), pos_weight=pos_weight
                 )
-            )
             update(model, loss, opt, sched)
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.3f}")
