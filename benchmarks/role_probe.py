@@ -17,7 +17,7 @@ scores the faithful reading above its swapped twin (chance 0.5), for:
   prints the AUC of the same likelihood (its mean and its lowest token) between 60 dev swaps and
   60 dev paraphrases (seed 13), next to the shipped cross-encoder's on the same pairs. About 10 minutes.
 
-Figures go to `benchmarks/results/role_probe.json`.
+Figures go to `benchmarks/results/role_probe.json`, replacing only those of the parts that ran.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from evals.judge_swap_train import fit, minimal_pairs, prefers_faithful  # noqa: E402
+from evals.judge_swap_train import fit, minimal_pairs, ordering, prefers_faithful  # noqa: E402
 from evals.judge_train import DEV, read_pairs  # noqa: E402
 from rag import judge_cross  # noqa: E402
 from rag.judge_features import FeatureExtractor  # noqa: E402
@@ -44,8 +44,7 @@ SEED = 13
 
 def shipped_share(check: list[tuple[str, ...]]) -> dict[str, float]:
     scorer = judge_cross.Scorer(threads=2)
-    a, b = (scorer.logits([(q[i], q[i + 1]) for q in check]) for i in (0, 2))
-    return {"share": round(float((a > b).mean()), 3), "mean_margin": round(float((a - b).mean()), 2)}
+    return ordering(*(scorer.logits([(q[i], q[i + 1]) for q in check]) for i in (0, 2)))
 
 
 def trained_share(layers: int, pairs: list[tuple[str, ...]], check: list[tuple[str, ...]]) -> dict:
@@ -65,7 +64,7 @@ def trained_share(layers: int, pairs: list[tuple[str, ...]], check: list[tuple[s
 
 
 class GemmaLikelihood:
-    """Per-token log-probabilities of a claim after a prefix, from the packaged gemma-3-270m."""
+    """Per-token log-probabilities of a claim after its evidence, from the packaged gemma-3-270m."""
 
     def __init__(self) -> None:
         from llama_cpp import Llama
@@ -76,10 +75,10 @@ class GemmaLikelihood:
             model_path=str(model_path()), n_ctx=1024, n_threads=2, logits_all=True, verbose=False
         )
 
-    def token_logprobs(self, prefix: str, claim: str) -> np.ndarray:
+    def token_logprobs(self, evidence: str, claim: str) -> np.ndarray:
         from scipy.special import logsumexp
 
-        p = self.llm.tokenize(prefix.encode(), add_bos=True)
+        p = self.llm.tokenize(f"Abstract: {evidence}\nIn short:".encode(), add_bos=True)
         c = self.llm.tokenize((" " + claim).encode(), add_bos=False)
         self.llm.reset()
         self.llm.eval(p + c)
@@ -93,8 +92,7 @@ def lm_figures(fx: FeatureExtractor, check: list[tuple[str, ...]]) -> dict:
     lm = GemmaLikelihood()
     t0 = time.perf_counter()
     margins = np.array(
-        [lm.token_logprobs(f"Abstract: {q[1]}\nIn short:", q[0]).sum()
-         - lm.token_logprobs(f"Abstract: {q[1]}\nIn short:", q[2]).sum() for q in check]
+        [lm.token_logprobs(q[1], q[0]).sum() - lm.token_logprobs(q[1], q[2]).sum() for q in check]
     )  # fmt: skip
     ms = (time.perf_counter() - t0) / (2 * len(check)) * 1000
     dev = read_pairs(DEV)
@@ -104,10 +102,7 @@ def lm_figures(fx: FeatureExtractor, check: list[tuple[str, ...]]) -> dict:
     ]
     fx.prime([s for p in sample for s in fx.split(p["source"])] + [p["claim"] for p in sample])
     evidence = [judge_cross.evidence(fx, p["claim"], [p["source"]]) for p in sample]
-    lps = [
-        lm.token_logprobs(f"Abstract: {e}\nIn short:", p["claim"])
-        for p, e in zip(sample, evidence, strict=True)
-    ]
+    lps = [lm.token_logprobs(e, p["claim"]) for p, e in zip(sample, evidence, strict=True)]
     cross = judge_cross.Scorer(threads=2).logits(
         [(p["claim"], e) for p, e in zip(sample, evidence, strict=True)]
     )
@@ -145,7 +140,9 @@ def main() -> None:
     if args.lm:
         out["gemma_270m"] = lm_figures(fx, check)
         print(f"gemma-3-270m: {out['gemma_270m']}", flush=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    # a run with fewer options replaces only its own figures, keeping the others already there
+    kept = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps(kept | out, indent=1) + "\n", encoding="utf-8")
     print(RESULTS)
 
 

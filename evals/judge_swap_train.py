@@ -143,7 +143,15 @@ def prefers_faithful(model: CrossEncoder, quads: list[tuple[str, ...]]) -> dict[
             np.asarray(model.predict([(q[i], q[i + 1]) for q in quads], activation_fn=torch.nn.Identity(), batch_size=32))
             for i in (0, 2)
         )  # fmt: skip
-    return {"share": round(float((a > b).mean()), 3), "mean_margin": round(float((a - b).mean()), 2)}
+    return ordering(a, b)
+
+
+def ordering(faithful: np.ndarray, swapped: np.ndarray) -> dict[str, float]:
+    """The share of pairs whose faithful reading scored higher, and the mean margin."""
+    return {
+        "share": round(float((faithful > swapped).mean()), 3),
+        "mean_margin": round(float((faithful - swapped).mean()), 2),
+    }
 
 
 def fit(
